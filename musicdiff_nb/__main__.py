@@ -1,0 +1,138 @@
+"""Command line: ``python -m musicdiff_nb {prepare,train,sample} --help``.
+
+The defaults train the tiny preset on the demo set in a few minutes on a
+laptop CPU:
+
+    python -m musicdiff_nb train --out runs/demo
+    python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --out runs/demo/samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+
+def _data_args(p: argparse.ArgumentParser):
+    p.add_argument("--data", default="demo", help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
+    p.add_argument("--spectrogram", default="small", choices=["small", "seed"], help="spectrogram preset (small: CPU, seed: GPU)")
+    p.add_argument("--representation", default="complex", choices=["complex", "magnitude"])
+    p.add_argument("--max-songs", type=int, default=None)
+    p.add_argument("--max-clips-per-song", type=int, default=None)
+
+
+def _load(args):
+    from . import SpectrogramConfig, load_music_dataset
+    spec = SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
+    ds = load_music_dataset(args.data, spec, max_songs=args.max_songs,
+                            max_clips_per_song=args.max_clips_per_song, keep_audio=False)
+    return spec, ds
+
+
+def prepare(args):
+    from . import label_names
+    spec, ds = _load(args)
+    print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
+          f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; cached in {ds.cache_files[0]['filename']}")
+
+
+def train(args):
+    from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
+    from .plotting import plot_loss, save_figure
+    from .train import is_main_process
+    spec, ds = _load(args)
+    labels = label_names(ds) if args.conditional else []
+    torch.manual_seed(args.seed)
+    model = DiT(DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
+                                 cond_dim=len(labels), prediction_type=args.prediction_type))
+    schedule = DDPMSchedule(beta_schedule=args.beta_schedule)
+    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
+                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile)
+    print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> {cfg.checkpoint_path}")
+    history = train(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
+                                                          "data": args.data})
+    if is_main_process():
+        save_figure(plot_loss(history, f"{args.preset} on {args.data}"), Path(args.out) / "loss.png")
+        print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
+              f"loss {history.loss[0]:.4f} -> {history.loss[-1]:.4f}; wrote {cfg.checkpoint_path} and {Path(args.out) / 'loss.png'}")
+
+
+def sample(args):
+    from . import load_checkpoint, pick_device, sample, save_audio
+    from .plotting import plot_spectrograms, save_figure
+    ckpt = load_checkpoint(args.checkpoint, device=pick_device(args.device))
+    spec = ckpt.spectrogram
+    if spec is None:
+        sys.exit(f"{args.checkpoint} carries no spectrogram config, so its samples cannot become audio")
+    cond = None
+    if args.label:
+        unknown = [lab for lab in args.label if lab not in ckpt.label_names]
+        if unknown or not ckpt.label_names:
+            sys.exit(f"unknown label(s) {unknown or args.label}: this checkpoint knows {ckpt.label_names or 'none (unconditional)'}")
+        cond = torch.zeros(len(ckpt.label_names))
+        cond[[ckpt.label_names.index(lab) for lab in args.label]] = 1.0
+    generator = torch.Generator().manual_seed(args.seed)
+    specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
+                   cond=cond, guidance_scale=args.guidance, generator=generator, progress=True)
+    out = Path(args.out)
+    wavs = save_audio(specs, spec, out)
+    for i, s in enumerate(specs):
+        save_figure(plot_spectrograms([s], spec, [f"sample {i} ({args.sampler}, {args.steps or 'all'} steps)"]),
+                    out / f"sample_{i:03d}.png")
+    print(f"wrote {len(wavs)} WAV files and spectrogram PNGs to {out}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m musicdiff_nb", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="decode, cut and cache a dataset's clips and spectrograms")
+    _data_args(p)
+    p.set_defaults(run=prepare)
+
+    p = sub.add_parser("train", help="train a DiT; writes OUT/last.pt and OUT/loss.png (resumes from OUT/last.pt)")
+    _data_args(p)
+    p.add_argument("--preset", default="tiny", help="DiT preset: tiny, small, seed, base, large")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--epochs", type=float, default=None, help="overrides --steps")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
+    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
+    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(run=train)
+
+    p = sub.add_parser("sample", help="generate spectrograms and WAV files from a checkpoint")
+    p.add_argument("--checkpoint", default="runs/demo/last.pt")
+    p.add_argument("-n", type=int, default=4, help="how many clips")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM: 0 = all timesteps)")
+    p.add_argument("--eta", type=float, default=0.0)
+    p.add_argument("--label", action="append", help="condition on this label (repeatable)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/demo/samples")
+    p.set_defaults(run=sample)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "steps", None) == 0:
+        args.steps = None
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

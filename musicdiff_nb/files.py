@@ -1,0 +1,62 @@
+"""Files a user makes (checkpoints, WAVs, figures) are written atomically, and
+checkpoints are read without executing anything from them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = "musicdiff_nb/1"
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Yield a file that replaces ``path`` only once it is complete: write to a
+    temporary file beside it, fsync, rename over ``path``, fsync the folder. A
+    crash at any point leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # not every filesystem lets a folder be fsynced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_checkpoint(path, state: dict) -> Path:
+    with atomic_write(path) as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+    return Path(path)
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain data only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: train one first, e.g. `python -m musicdiff_nb train --out {path.parent}`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not written by "
+                         f"musicdiff_nb; it is refused because loading it could run code ({e})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path} is truncated or corrupt ({e}); use an earlier checkpoint or train again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a musicdiff_nb checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    return state

@@ -1,0 +1,100 @@
+"""Generation: noise -> (DDPM or DDIM reverse steps) -> spectrogram -> waveform."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import NamedTuple
+
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from .files import atomic_write
+from .model import DiT
+from .schedule import DDPMSchedule
+from .spectrogram import SpectrogramConfig, to_waveform
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+class Trajectory(NamedTuple):
+    """What a sampler saw: ``timesteps[i]`` is the t of step i, ``x_t[i]`` the
+    sample before step i (``x_t[-1]`` is the result) and ``x0[i]`` the
+    model's prediction of the clean spectrogram at step i."""
+
+    timesteps: list[int]
+    x_t: torch.Tensor   # [steps + 1, n, C, F, T]
+    x0: torch.Tensor    # [steps, n, C, F, T]
+
+
+def guided_output(model: DiT, x: torch.Tensor, t: int, cond: torch.Tensor | None,
+                  guidance_scale: float) -> torch.Tensor:
+    """The model's output; with a condition and guidance_scale != 1,
+    classifier-free guidance: uncond + s * (cond - uncond), on every channel."""
+    if cond is None or guidance_scale == 1.0:
+        return model(x, t, cond)
+    n = x.shape[0]
+    drop = torch.arange(2 * n, device=x.device) >= n
+    conditional, unconditional = model(torch.cat([x, x]), t, torch.cat([cond, cond]), drop).chunk(2)
+    return unconditional + guidance_scale * (conditional - unconditional)
+
+
+@torch.no_grad()
+def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 50, sampler: str = "ddim",
+           eta: float = 0.0, cond: torch.Tensor | None = None, guidance_scale: float = 1.0,
+           generator: torch.Generator | None = None, return_trajectory: bool = False,
+           spacing: str = "trailing", progress: bool = False):
+    """Draw ``n`` spectrograms [n, C, F, T] from pure noise.
+
+    ``sampler="ddim"`` walks ``steps`` respaced timesteps (eta=0:
+    deterministic); ``"ddpm"`` is ancestral sampling, over all T timesteps
+    when ``steps`` is None. ``cond`` [n, cond_dim] (or [cond_dim], repeated)
+    conditions the model and ``guidance_scale`` sets classifier-free guidance.
+    With ``return_trajectory`` the result is ``(samples, Trajectory)``.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r}: use one of {SAMPLERS}")
+    device = next(model.parameters()).device
+    config = model.config
+    if cond is not None:
+        cond = cond.to(device).float().expand(n, -1) if cond.ndim == 1 else cond.to(device).float()
+    shape = (n, config.in_channels, *config.input_size)
+    x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
+    timesteps = schedule.timesteps(steps if sampler == "ddim" else (steps or schedule.num_timesteps), spacing)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    was_training = model.training
+    model.eval()
+    xs, x0s = [x], []
+    for i, t in enumerate(tqdm(timesteps, disable=not progress, desc=sampler, unit="step")):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        with autocast:
+            out = guided_output(model, x, t, cond, guidance_scale).float()
+        if return_trajectory:
+            x0s.append(schedule.predict_x0(out, x, t, config.prediction_type))
+        if sampler == "ddim":
+            x = schedule.ddim_step(out, t, x, t_prev, config.prediction_type, eta=eta, generator=generator)
+        else:
+            x = schedule.ddpm_step(out, t, x, t_prev, config.prediction_type, generator=generator)
+        if return_trajectory:
+            xs.append(x)
+    model.train(was_training)
+    if return_trajectory:
+        return x, Trajectory(timesteps, torch.stack(xs).cpu(), torch.stack(x0s).cpu())
+    return x
+
+
+def write_wav(path, waveform: torch.Tensor, sample_rate: int) -> Path:
+    """Write a mono waveform as 16-bit WAV (atomically), peak-limited to 0.99."""
+    wave = waveform.detach().float().cpu()
+    peak = wave.abs().max().clamp_min(1e-9)
+    wave = wave / peak * 0.99 if peak > 0.99 else wave
+    with atomic_write(path) as f:
+        sf.write(f, wave.numpy(), sample_rate, format="WAV", subtype="PCM_16")
+    return Path(path)
+
+
+def save_audio(spectrograms: torch.Tensor, cfg: SpectrogramConfig, out_dir, prefix: str = "sample") -> list[Path]:
+    """Turn spectrograms [n, C, F, T] into WAV files ``prefix_000.wav``, ..."""
+    waves = to_waveform(spectrograms.float().cpu(), cfg)
+    return [write_wav(Path(out_dir) / f"{prefix}_{i:03d}.wav", w, cfg.sample_rate) for i, w in enumerate(waves)]

@@ -1,0 +1,183 @@
+"""The DDPM noise schedule (Ho et al. 2020), forward noising, and the DDPM and
+DDIM (Song et al. 2021) reverse steps.
+
+Notation, as in the notebooks: ``betas`` = beta_t, ``alphas_cumprod`` =
+abar_t = prod_{s<=t} (1 - beta_s), timesteps t = 0 .. T-1 (0-based, as in
+diffusers). The forward process is
+
+    x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps,   eps ~ N(0, I).
+
+A network can be trained to output x_0 (``"sample"``, the seed's choice),
+eps (``"epsilon"``) or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0
+(``"v_prediction"``); ``predict_x0`` turns any of them into x_0. Timestep
+``-1`` stands for "clean": abar_{-1} = 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
+BETA_SCHEDULES = ("linear", "cosine")
+
+
+def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float32)
+
+
+def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal (2021): abar(t) = cos^2((t/T + s) / (1 + s) * pi/2)."""
+    def abar(t):
+        return math.cos((t / num_timesteps + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [min(1 - abar(i + 1) / abar(i), max_beta) for i in range(num_timesteps)]
+    return torch.tensor(betas, dtype=torch.float32)
+
+
+def _check_prediction_type(prediction_type: str):
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type={prediction_type!r}: use one of {PREDICTION_TYPES}")
+
+
+class DDPMSchedule:
+    """Betas, cumulative alphas, and the maths that uses them."""
+
+    def __init__(self, num_timesteps: int = 1000, beta_schedule: str = "linear",
+                 beta_start: float = 1e-4, beta_end: float = 0.02):
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule={beta_schedule!r}: use one of {BETA_SCHEDULES}")
+        if num_timesteps < 2:
+            raise ValueError(f"num_timesteps={num_timesteps}: use at least 2")
+        self.config = dict(num_timesteps=num_timesteps, beta_schedule=beta_schedule,
+                           beta_start=beta_start, beta_end=beta_end)
+        if beta_schedule == "linear":
+            betas = linear_betas(num_timesteps, beta_start, beta_end)
+        else:
+            betas = cosine_betas(num_timesteps)
+        self.num_timesteps = num_timesteps
+        self.betas = betas
+        self.alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+        # abar_t for t = -1 .. T-1, so that t = -1 ("clean") indexes 1.0
+        self._abar = torch.cat([torch.ones(1), self.alphas_cumprod])
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"DDPMSchedule({args})"
+
+    def to(self, device) -> "DDPMSchedule":
+        """Keep the tables on ``device`` so lookups need no host transfer."""
+        self.betas, self.alphas_cumprod, self._abar = (
+            v.to(device) for v in (self.betas, self.alphas_cumprod, self._abar))
+        return self
+
+    def abar(self, t, like: torch.Tensor) -> torch.Tensor:
+        """abar_t shaped to broadcast against ``like`` ([B] per-sample t, or a scalar)."""
+        t = torch.as_tensor(t, device=self._abar.device)
+        return _broadcast(self._abar[t + 1].to(like.device), like)
+
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio abar_t / (1 - abar_t) for every t."""
+        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+
+    # -- forward process ----------------------------------------------------
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+        a = self.abar(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t, prediction_type: str = "sample"):
+        """What a network of ``prediction_type`` should output for (x0, noise, t)."""
+        _check_prediction_type(prediction_type)
+        if prediction_type == "sample":
+            return x0
+        if prediction_type == "epsilon":
+            return noise
+        a = self.abar(t, x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    # -- from a network's output to x0 and eps -------------------------------
+    def predict_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t, prediction_type: str = "sample"):
+        _check_prediction_type(prediction_type)
+        if prediction_type == "sample":
+            return model_output
+        a = self.abar(t, x_t)
+        if prediction_type == "epsilon":
+            return (x_t - (1 - a).sqrt() * model_output) / a.sqrt()
+        return a.sqrt() * x_t - (1 - a).sqrt() * model_output
+
+    def predict_epsilon(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The noise implied by x_t and a prediction of x0."""
+        a = self.abar(t, x_t)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    # -- reverse steps ---------------------------------------------------------
+    def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t, t_prev=None):
+        """Mean and variance of q(x_{t_prev} | x_t, x0); t_prev defaults to t - 1.
+        With t_prev < t - 1 this is the respaced DDPM posterior."""
+        t_prev = _minus_one(t) if t_prev is None else t_prev
+        a_t, a_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
+        beta = 1 - a_t / a_prev
+        mean = (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x_t) / (1 - a_t)
+        variance = ((1 - a_prev) / (1 - a_t) * beta).clamp_min(1e-20)
+        return mean, variance
+
+    def ddpm_step(self, model_output: torch.Tensor, t, x_t: torch.Tensor, t_prev=None,
+                  prediction_type: str = "sample", generator: torch.Generator | None = None,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One ancestral step x_t -> x_{t_prev} with the fixed-small variance."""
+        t_prev = _minus_one(t) if t_prev is None else t_prev
+        x0 = self.predict_x0(model_output, x_t, t, prediction_type)
+        mean, variance = self.posterior(x0, x_t, t, t_prev)
+        noisy = torch.as_tensor(t, device=x_t.device) > 0  # the last step adds no noise
+        if not bool(noisy.any()):
+            return mean
+        noise = _noise_like(x_t, generator) if noise is None else noise
+        return mean + _broadcast(noisy.to(x_t.dtype), x_t) * variance.sqrt() * noise
+
+    def ddim_step(self, model_output: torch.Tensor, t, x_t: torch.Tensor, t_prev,
+                  prediction_type: str = "sample", eta: float = 0.0,
+                  generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One DDIM step x_t -> x_{t_prev} (t_prev = -1: straight to x0).
+        eta = 0 is deterministic; eta = 1 has DDPM's variance."""
+        x0 = self.predict_x0(model_output, x_t, t, prediction_type)
+        eps = self.predict_epsilon(x0, x_t, t)
+        a_t, a_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
+        if eta > 0:
+            noise = _noise_like(x_t, generator) if noise is None else noise
+            x_prev = x_prev + sigma * noise
+        return x_prev
+
+    def timesteps(self, num_inference_steps: int | None = None, spacing: str = "trailing") -> list[int]:
+        """The descending timesteps a sampler visits.
+
+        ``"trailing"`` (default) starts at T-1, where x_T ~ N(0, I) is right
+        (Lin et al. 2024); ``"leading"`` is the original DDIM spacing
+        (0, k, 2k, ...), which never sees the noisiest step.
+        """
+        n = num_inference_steps or self.num_timesteps
+        if not 1 <= n <= self.num_timesteps:
+            raise ValueError(f"num_inference_steps={n}: use 1 .. {self.num_timesteps}")
+        if spacing == "trailing":
+            steps = torch.arange(self.num_timesteps, 0, -self.num_timesteps / n).round().long() - 1
+        elif spacing == "leading":
+            steps = (torch.arange(n) * (self.num_timesteps // n)).flip(0)
+        else:
+            raise ValueError(f"spacing={spacing!r}: use 'trailing' or 'leading'")
+        return steps.tolist()
+
+
+def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A scalar stays a scalar; a per-sample [B] vector becomes [B, 1, 1, ...]."""
+    return values.view(-1, *([1] * (like.ndim - 1))) if values.ndim == 1 else values
+
+
+def _minus_one(t):
+    return t - 1 if isinstance(t, int) else torch.as_tensor(t) - 1
+
+
+def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)

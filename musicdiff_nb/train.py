@@ -1,0 +1,360 @@
+"""Training: the seed's objective by default (the DiT sees x_t and t and
+predicts x_0; MSE; Adam), with EMA weights, checkpoints that resume exactly,
+and the same code on a CPU, one GPU or several GPUs under ``torchrun``.
+
+Reproducibility: the data order comes from a ``DistributedSampler`` (a pure
+function of seed and epoch) and every random draw of a step (noise,
+timesteps, condition dropout) from one generator whose state is checkpointed,
+so a resumed run repeats the uninterrupted one. The draws are made for the
+global batch and each process takes its rows, so N processes compute what
+one process would with the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
+
+from .files import read_checkpoint, write_checkpoint
+from .model import DiT, DiTConfig
+from .schedule import DDPMSchedule
+from .spectrogram import SpectrogramConfig
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """``batch_size`` is the global batch, split over processes under torchrun.
+    ``epochs``, when set, overrides ``steps``. Checkpoints go to
+    ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end; with
+    ``resume`` a run finds its checkpoint there and continues."""
+
+    steps: int = 2000
+    epochs: float | None = None
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cond_dropout: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 500
+    out_dir: str | None = None
+    resume: bool = True
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: use one of {PRECISIONS}")
+        if self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("batch_size, log_every and checkpoint_every must be >= 1")
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
+                             f"log_every={self.log_every}, so that every checkpoint follows a loss check")
+        if not 0 <= self.cond_dropout < 1 or not 0 <= self.ema_decay < 1:
+            raise ValueError("cond_dropout and ema_decay must lie in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return Path(self.out_dir) / "last.pt" if self.out_dir else None
+
+
+@dataclass
+class History:
+    """Mean training loss over each ``log_every`` steps, ending at ``step``;
+    after ``train``, ``ema`` is the model with the averaged weights."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = ""
+    ema: DiT | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return dict(step=self.step, loss=self.loss, seconds=self.seconds, device=self.device)
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank under torchrun."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"``: the GPU of this process under torchrun, else cuda, mps, cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def ema_model(model: DiT, decay: float) -> AveragedModel:
+    """EMA of the weights with warm-up: decay_n = min(decay, (1 + n) / (10 + n)),
+    so short runs are not dominated by the random initial weights."""
+
+    @torch.no_grad()
+    def update(averaged, current, num_averaged):
+        d = ((1 + num_averaged) / (10 + num_averaged)).clamp(max=decay)
+        for a, c in zip(averaged, current):
+            a.lerp_(c, 1 - d)
+
+    return AveragedModel(model, multi_avg_fn=update)
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns. Sample from ``ema`` (the averaged
+    weights); ``model`` holds the raw weights of the last step."""
+
+    path: Path
+    model: DiT
+    ema: DiT
+    schedule: DDPMSchedule
+    train_config: TrainConfig
+    step: int
+    history: History
+    metadata: dict
+
+    @property
+    def spectrogram(self) -> SpectrogramConfig | None:
+        spec = self.metadata.get("spectrogram")
+        return SpectrogramConfig(**spec) if spec else None
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.metadata.get("label_names", []))
+
+
+def load_checkpoint(path, device="cpu") -> Checkpoint:
+    state = read_checkpoint(path)
+    model = DiT(DiTConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    ema = ema_model(model, 0.0)
+    ema.load_state_dict(state["ema"])
+    return Checkpoint(
+        path=Path(path), model=model.to(device).eval(), ema=ema.module.to(device).eval(),
+        schedule=DDPMSchedule(**state["schedule_config"]), train_config=TrainConfig.from_dict(state["train_config"]),
+        step=state["step"], history=History(**state["history"]), metadata=state.get("metadata", {}),
+    )
+
+
+def save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata):
+    return write_checkpoint(path, {
+        "model_config": model.config.to_dict(), "schedule_config": dict(schedule.config),
+        "train_config": asdict(cfg), "metadata": metadata or {},
+        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+        "step": step, "rng": generator.get_state(), "history": history.to_dict(),
+    })
+
+
+def _resume(path: Path, model, ema, optimizer, schedule, generator) -> tuple[int, History]:
+    state = read_checkpoint(path)
+    if state["model_config"] != model.config.to_dict():
+        raise ValueError(f"{path} was trained with {DiTConfig(**state['model_config'])}, not {model.config}: "
+                         "choose another out_dir, delete the checkpoint, or pass resume=False")
+    if state["schedule_config"] != schedule.config:
+        raise ValueError(f"{path} was trained with DDPMSchedule({state['schedule_config']}), not {schedule}: "
+                         "choose another out_dir, delete the checkpoint, or pass resume=False")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["rng"])
+    return state["step"], History(**state["history"])
+
+
+class _Processes:
+    """Rank and world size; starts torch.distributed under torchrun."""
+
+    def __init__(self, device_name: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.started_here = self.world > 1 and not dist.is_initialized()
+        if self.started_here:
+            gpu = torch.cuda.is_available() and device_name in ("auto", "cuda")
+            if gpu:
+                torch.cuda.set_device(self.local_rank)
+            dist.init_process_group("nccl" if gpu else "gloo")
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(value)
+            value = value / self.world
+        return value
+
+    def close(self):
+        if self.world > 1:
+            dist.barrier()
+        if self.started_here:
+            dist.destroy_process_group()
+
+
+def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: int):
+    """Per-process index batches, from ``start_step`` on, epoch after epoch."""
+    local = cfg.batch_size // procs.world
+    sampler = DistributedSampler(range(num_clips), num_replicas=procs.world, rank=procs.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    per_epoch = num_clips // cfg.batch_size
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        for b in range(offset, per_epoch):
+            yield order[b * local:(b + 1) * local]
+        epoch, offset = epoch + 1, 0
+
+
+def _draws(generator, cfg: TrainConfig, shape, num_timesteps: int, procs: _Processes, device):
+    """Noise, timesteps and condition-dropout mask for the global batch; this
+    process's rows."""
+    B = cfg.batch_size
+    noise = torch.randn((B, *shape), generator=generator, device=device)
+    t = torch.randint(0, num_timesteps, (B,), generator=generator, device=device)
+    drop = torch.rand(B, generator=generator, device=device) < cfg.cond_dropout
+    rows = slice(procs.rank, None, procs.world)
+    return noise[rows], t[rows], drop[rows]
+
+
+def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Processes):
+    expected = (model.config.in_channels, *model.config.input_size)
+    if x0.ndim != 4 or tuple(x0.shape[1:]) != expected:
+        raise ValueError(f"the data's clips have shape {tuple(x0.shape[1:])} but the model expects {expected}: "
+                         f"build it with DiTConfig(..., in_channels={x0.shape[1]}, input_size={tuple(x0.shape[2:])})")
+    if cfg.batch_size % procs.world:
+        raise ValueError(f"batch_size={cfg.batch_size} does not divide over {procs.world} processes")
+    if len(x0) < cfg.batch_size:
+        raise ValueError(f"the data has {len(x0)} clips, fewer than batch_size={cfg.batch_size}: "
+                         "lower batch_size or load more clips")
+    if not torch.isfinite(x0).all():
+        raise ValueError("the data contains NaN or inf values: check the audio files it was made from")
+    if model.config.cond_dim and cond is not None and cond.shape != (len(x0), model.config.cond_dim):
+        raise ValueError(f"condition vectors of shape {tuple(cond.shape)} do not fit the model's "
+                         f"cond_dim={model.config.cond_dim}")
+
+
+def _place(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """The whole clip cache goes onto the GPU when it fits in half the free
+    memory (no loader, no per-step host copies); else it is pinned in host memory."""
+    if x is None or device.type == "cpu":
+        return x
+    if device.type == "cuda" and x.nbytes > 0.5 * torch.cuda.mem_get_info(device)[0]:
+        return x.pin_memory()
+    return x.to(device)
+
+
+def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConfig(), *,
+          metadata: dict | None = None, callback: Callable | None = None) -> History:
+    """Train ``model`` on ``data`` and return the loss history.
+
+    ``data``: a tensor of clips [N, C, F, T], a pair (clips, condition
+    vectors [N, cond_dim]), or a dataset from ``load_music_dataset``.
+    ``metadata`` (plain values, e.g. the spectrogram config and label names)
+    is stored in every checkpoint. ``callback(step, history, model)`` runs on
+    the main process after each logged step.
+    """
+    from .data import training_tensors
+
+    procs = _Processes(cfg.device)
+    try:
+        x0, cond = training_tensors(data, conditional=bool(model.config.cond_dim))
+        _check_data(x0, cond, model, cfg, procs)
+        device = pick_device(cfg.device, procs.local_rank)
+        return _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback)
+    finally:
+        procs.close()
+
+
+def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) -> History:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    x0, cond = _place(x0, device), _place(cond, device)
+    model.to(device).train()
+    schedule.to(device)
+    ema = ema_model(model, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    per_epoch = len(x0) // cfg.batch_size
+    total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs is not None else cfg.steps
+
+    step, history = 0, History(device=str(device))
+    path = cfg.checkpoint_path
+    if path is not None and cfg.resume and path.exists():
+        step, history = _resume(path, model, ema, optimizer, schedule, generator)
+        history.device = str(device)
+
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if procs.world > 1 else model
+    net = torch.compile(net) if cfg.compile else net
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (
+        device.type == "cuda" and cfg.precision in ("auto", "bf16")) else nullcontext()
+
+    batches = _batches(len(x0), cfg, procs, step)
+    running = torch.zeros((), device=device)
+    bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
+    started = time.perf_counter()
+    while step < total:
+        idx = next(batches)
+        clean = x0[idx.to(x0.device)].to(device, non_blocking=True)
+        c = cond[idx.to(cond.device)].to(device, non_blocking=True) if cond is not None else None
+        noise, t, drop = _draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, procs, device)
+        with autocast:
+            out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
+        loss = F.mse_loss(out.float(), schedule.training_target(clean, noise, t, model.config.prediction_type))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        ema.update_parameters(model)
+        running += loss.detach()
+        step += 1
+
+        if step % cfg.log_every == 0 or step == total:
+            k = step % cfg.log_every or cfg.log_every
+            value = float(procs.mean(running) / k)  # the one host sync every log_every steps
+            running.zero_()
+            if not math.isfinite(value):
+                kept = f"the last good checkpoint is {path}" if path and path.exists() else "no checkpoint was written"
+                raise FloatingPointError(f"training loss became {value} at step {step}; {kept}. "
+                                         "Lower lr, keep grad_clip on, or check the data for NaN/inf")
+            history.step.append(step)
+            history.loss.append(value)
+            history.seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if is_main_process() and callback is not None:
+                callback(step, history, model)
+            if path is not None and is_main_process() and (step % cfg.checkpoint_every == 0 or step == total):
+                save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata)
+    bar.close()
+    model.eval()
+    history.ema = ema.module.eval()
+    return history

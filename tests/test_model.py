@@ -1,0 +1,91 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from musicdiff_nb import DiT, DiTConfig
+
+SEED_PARAMETERS = 5_388_802  # reported by the seed
+
+
+def randomize(model):
+    """Give the zero-initialised layers weights, as training would."""
+    torch.manual_seed(0)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+@pytest.mark.parametrize("input_size, patch", [((64, 32), 8), ((128, 256), 16), ((32, 96), 4)])
+def test_non_square_shapes(input_size, patch):
+    model = DiT(DiTConfig.preset("tiny", input_size=input_size, patch_size=patch))
+    x = torch.randn(3, 2, *input_size)
+    assert model(x, torch.tensor([0, 10, 999])).shape == x.shape
+    assert model(x, 5).shape == x.shape  # a scalar t is broadcast
+    assert model.config.num_tokens == (input_size[0] // patch) * (input_size[1] // patch)
+
+
+def test_seed_preset_reproduces_the_seed_model():
+    config = DiTConfig.preset("seed")
+    model = DiT(config)
+    assert (config.depth, config.num_heads, config.in_channels) == (4, 4, 2)
+    assert isinstance(model.patch_embed, torch.nn.Conv2d)
+    assert isinstance(model.final_layer.deembed, torch.nn.ConvTranspose2d)
+    count = model.num_parameters()
+    assert count == 5_259_522 == sum(model.parameter_counts().values())
+    assert abs(count - SEED_PARAMETERS) / SEED_PARAMETERS < 0.05
+
+
+def test_fresh_adaln_zero_block_is_the_identity():
+    model = DiT(DiTConfig.preset("tiny"))
+    x, c = torch.randn(2, 10, 64), torch.randn(2, 64)
+    assert torch.equal(model.blocks[0](x, c), x)
+    assert torch.count_nonzero(model(torch.randn(2, 2, 128, 128), 3)) == 0  # zero-initialised output
+
+
+def test_condition_changes_the_output_and_null_works():
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=(32, 32), cond_dim=6))).eval()
+    x, t = torch.randn(4, 2, 32, 32), torch.tensor([5, 50, 500, 900])
+    a, b = torch.eye(6)[:4], torch.eye(6)[2:]
+    assert not torch.allclose(model(x, t, a), model(x, t, b), atol=1e-4)
+    unconditional = model(x, t)  # cond=None: the learned null condition
+    all_dropped = model(x, t, a, drop_cond=torch.ones(4, dtype=torch.bool))
+    assert torch.allclose(unconditional, all_dropped, atol=1e-6)
+    mixed = model(x, t, a, drop_cond=torch.tensor([True, False, True, False]))
+    assert torch.allclose(mixed[0], unconditional[0], atol=1e-6)
+    assert torch.allclose(mixed[1], model(x, t, a)[1], atol=1e-6)
+
+
+def test_sdpa_attention_matches_the_explicit_softmax():
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=(32, 32)))).eval()
+    attn = model.blocks[0].attn
+    x = torch.randn(2, 16, 64)
+    q, k, v = attn._heads(x)
+    explicit = attn.proj((attn.weights(x) @ v).transpose(1, 2).flatten(2))
+    assert torch.allclose(attn(x), explicit, atol=1e-5)
+    maps = model.attention_maps(torch.randn(2, 2, 32, 32), 10)
+    assert len(maps) == 2 and maps[0].shape == (2, 2, 16, 16)
+    assert torch.allclose(maps[0].sum(-1), torch.ones(2, 2, 16))
+
+
+def test_invalid_configs_fail_before_compute():
+    with pytest.raises(ValueError, match="patch_size"):
+        DiTConfig(input_size=(100, 64), patch_size=16)
+    with pytest.raises(ValueError, match="num_heads"):
+        DiTConfig(hidden_size=96, num_heads=5)
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiTConfig(prediction_type="noise")
+    with pytest.raises(ValueError, match="unknown DiT preset"):
+        DiTConfig.preset("huge")
+    model = DiT(DiTConfig.preset("tiny"))
+    with pytest.raises(ValueError, match="expects x_t of shape"):
+        model(torch.randn(1, 2, 64, 64), 0)
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(1, 2, 128, 128), 0, cond=torch.ones(1, 3))
+
+
+def test_gradients_reach_every_parameter():
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=(32, 32), cond_dim=3)))
+    out = model(torch.randn(2, 2, 32, 32), torch.tensor([1, 2]), torch.ones(2, 3),
+                drop_cond=torch.tensor([True, False]))
+    F.mse_loss(out, torch.zeros_like(out)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -1,0 +1,93 @@
+"""The schedule's numbers against the published formulas, as implemented by
+diffusers' DDPMScheduler / DDIMScheduler (the numerical oracle)."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from musicdiff_nb import DDPMSchedule
+
+ATOL = 1e-5
+DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+def oracle(cls, beta_schedule, prediction_type="sample", **kwargs):
+    return cls(num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[beta_schedule], beta_start=1e-4,
+               beta_end=0.02, clip_sample=False, prediction_type=prediction_type, **kwargs)
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_betas_and_alphas_cumprod(beta_schedule):
+    ours, theirs = DDPMSchedule(beta_schedule=beta_schedule), oracle(DDPMScheduler, beta_schedule)
+    assert torch.allclose(ours.betas, theirs.betas, atol=ATOL, rtol=0)
+    assert torch.allclose(ours.alphas_cumprod, theirs.alphas_cumprod, atol=ATOL, rtol=0)
+    if beta_schedule == "cosine":
+        assert ours.betas.max() <= 0.999
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_add_noise(beta_schedule):
+    ours, theirs = DDPMSchedule(beta_schedule=beta_schedule), oracle(DDPMScheduler, beta_schedule)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(5, 2, 8, 8, generator=g), torch.randn(5, 2, 8, 8, generator=g)
+    t = torch.tensor([0, 1, 250, 700, 999])
+    assert torch.allclose(ours.add_noise(x0, noise, t), theirs.add_noise(x0, noise, t), atol=ATOL)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon", "v_prediction"])
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_ddpm_step(beta_schedule, prediction_type):
+    ours, theirs = DDPMSchedule(beta_schedule=beta_schedule), oracle(DDPMScheduler, beta_schedule, prediction_type)
+    g = torch.Generator().manual_seed(1)
+    x_t, out = torch.randn(3, 2, 8, 8, generator=g), torch.randn(3, 2, 8, 8, generator=g)
+    for t in (999, 500, 10, 1, 0):
+        expected = theirs.step(out, t, x_t, generator=torch.Generator().manual_seed(t)).prev_sample
+        got = ours.ddpm_step(out, t, x_t, prediction_type=prediction_type, generator=torch.Generator().manual_seed(t))
+        assert torch.allclose(got, expected, atol=ATOL), (t, (got - expected).abs().max())
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon", "v_prediction"])
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_ddim_step(beta_schedule, prediction_type, eta, spacing):
+    ours = DDPMSchedule(beta_schedule=beta_schedule)
+    theirs = oracle(DDIMScheduler, beta_schedule, prediction_type, timestep_spacing=spacing, set_alpha_to_one=True)
+    theirs.set_timesteps(50)
+    timesteps = ours.timesteps(50, spacing)
+    assert timesteps == theirs.timesteps.tolist()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 8, 8, generator=g)
+    for i, t in enumerate(timesteps):
+        out = torch.randn(2, 2, 8, 8, generator=g) * 0.5 + 0.1 * x
+        noise = torch.randn(2, 2, 8, 8, generator=g)
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        expected = theirs.step(out, t, x, eta=eta, variance_noise=noise).prev_sample
+        got = ours.ddim_step(out, t, x, t_prev, prediction_type, eta=eta, noise=noise)
+        assert torch.allclose(got, expected, atol=ATOL), (t, (got - expected).abs().max())
+        x = expected
+
+
+def test_predictions_invert_the_training_targets():
+    schedule = DDPMSchedule()
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(4, 2, 8, 8, generator=g), torch.randn(4, 2, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 998])
+    x_t = schedule.add_noise(x0, noise, t)
+    for prediction_type in ("sample", "epsilon", "v_prediction"):
+        target = schedule.training_target(x0, noise, t, prediction_type)
+        assert torch.allclose(schedule.predict_x0(target, x_t, t, prediction_type), x0, atol=1e-3)
+    assert torch.allclose(schedule.predict_epsilon(x0, x_t, t), noise, atol=1e-3)
+
+
+def test_timesteps_and_errors():
+    schedule = DDPMSchedule()
+    assert schedule.timesteps(4) == [999, 749, 499, 249]
+    assert schedule.timesteps() == list(range(999, -1, -1))
+    assert schedule.alphas_cumprod[-1] < 1e-4 < schedule.alphas_cumprod[0]  # x_T is almost pure noise
+    with pytest.raises(ValueError, match="beta_schedule"):
+        DDPMSchedule(beta_schedule="quadratic")
+    with pytest.raises(ValueError, match="prediction_type"):
+        schedule.predict_x0(torch.zeros(1), torch.zeros(1), 0, "score")
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        schedule.timesteps(2000)

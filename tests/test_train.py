@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, sample, train
+from musicdiff_nb.spectrogram import SpectrogramConfig
+
+from conftest import TEST_SPEC
+
+
+def tiny(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:], **overrides))
+
+
+def relative_error(a, b):
+    return float(((a - b) ** 2).mean() / (b ** 2).mean())
+
+
+@pytest.mark.slow
+def test_overfit_one_clip_then_ddim_reproduces_it(demo_clips):
+    """Noising, the x0 objective and the DDIM sampler agree: a model that
+    memorises one clip must generate that clip from pure noise."""
+    clip = demo_clips[1:2]
+    model, schedule = tiny(), DDPMSchedule()
+    cfg = TrainConfig(steps=600, batch_size=8, lr=3e-3, ema_decay=0.99, log_every=20, progress=False)
+    history = train(model, schedule, clip.expand(8, -1, -1, -1), cfg)
+    assert history.loss[0] / history.loss[-1] >= 10, history.loss
+    generated = sample(history.ema, schedule, 2, steps=25, generator=torch.Generator().manual_seed(1))
+    error = relative_error(generated, clip.expand(2, -1, -1, -1))
+    nearest_other = min(relative_error(other, clip[0]) for other in demo_clips if not torch.equal(other, clip[0]))
+    assert error < 0.05, error
+    assert error < nearest_other / 20, (error, nearest_other)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_other_objectives_learn(demo_clips, prediction_type):
+    model = tiny(prediction_type=prediction_type)
+    history = train(model, DDPMSchedule(), demo_clips, TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10,
+                                                                   progress=False))
+    assert history.loss[-1] < history.loss[0]
+
+
+def test_checkpoint_round_trip(demo_clips, tmp_path):
+    model, schedule = tiny(cond_dim=3), DDPMSchedule(beta_schedule="cosine")
+    cond = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
+    cfg = TrainConfig(steps=20, batch_size=3, log_every=5, checkpoint_every=10, out_dir=str(tmp_path), progress=False)
+    history = train(model, schedule, (demo_clips, cond), cfg,
+                    metadata={"spectrogram": TEST_SPEC.__dict__, "label_names": ["a", "b", "c"]})
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt.step == 20 and ckpt.history.loss == history.loss
+    assert ckpt.model.config == model.config and ckpt.schedule.config == schedule.config
+    assert ckpt.train_config == cfg
+    assert ckpt.spectrogram == TEST_SPEC and ckpt.label_names == ["a", "b", "c"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[name], tensor.cpu()), name
+    for name, tensor in history.ema.state_dict().items():
+        assert torch.equal(ckpt.ema.state_dict()[name], tensor.cpu()), name
+
+
+def test_resume_continues_the_run_exactly(demo_clips, tmp_path):
+    def run(out, steps):
+        cfg = TrainConfig(steps=steps, batch_size=2, log_every=1, checkpoint_every=2, out_dir=str(out),
+                          progress=False, cond_dropout=0.0)
+        return train(tiny(), DDPMSchedule(), demo_clips, cfg)
+
+    straight = run(tmp_path / "straight", 8)
+    run(tmp_path / "split", 4)  # stops at 4 ...
+    resumed = run(tmp_path / "split", 8)  # ... and a fresh process-like call continues from the checkpoint
+    assert resumed.step == straight.step == list(range(1, 9))
+    assert resumed.loss == straight.loss  # bit for bit on CPU
+    final_a, final_b = load_checkpoint(tmp_path / "straight/last.pt"), load_checkpoint(tmp_path / "split/last.pt")
+    for name, tensor in final_a.ema.state_dict().items():
+        assert torch.equal(final_b.ema.state_dict()[name], tensor), name
+
+
+def test_bad_training_input_is_named(demo_clips, tmp_path):
+    with pytest.raises(ValueError, match="model expects"):
+        train(DiT(DiTConfig.preset("tiny")), DDPMSchedule(), demo_clips, TrainConfig(steps=1, batch_size=2))
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        train(tiny(), DDPMSchedule(), demo_clips, TrainConfig(steps=1, batch_size=64))
+    with pytest.raises(ValueError, match="multiple of"):
+        TrainConfig(log_every=3, checkpoint_every=10)
+    train(tiny(), DDPMSchedule(), demo_clips, TrainConfig(steps=2, batch_size=2, log_every=1, out_dir=str(tmp_path),
+                                                        progress=False))
+    with pytest.raises(ValueError, match="choose another out_dir"):
+        train(tiny(hidden_size=32), DDPMSchedule(), demo_clips,
+              TrainConfig(steps=4, batch_size=2, log_every=1, out_dir=str(tmp_path), progress=False))
