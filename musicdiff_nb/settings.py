@@ -1,0 +1,65 @@
+"""Sizes for the notebooks, by where they run.
+
+- ``"gpu"``: the seed's workload (22.05 kHz, 2 x 256 x 256 spectrograms, the
+  seed's 5.39 M-parameter DiT, all the data);
+- ``"cpu"``: the same pipeline at a size that trains in minutes;
+- ``"quick"``: seconds, for CI and headless runs, chosen by the environment
+  variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from .spectrogram import SpectrogramConfig
+from .train import pick_device
+
+QUICK_ENV = "MUSICDIFF_QUICK"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    mode: str
+    device: torch.device
+    spectrogram: SpectrogramConfig
+    model_preset: str
+    max_songs: int | None
+    max_clips_per_song: int | None
+    train_steps: int
+    batch_size: int
+    lr: float
+    ema_decay: float
+    sample_steps: int
+
+    def describe(self) -> str:
+        spec = self.spectrogram
+        clips = f"{self.max_clips_per_song} clips per song" if self.max_clips_per_song else "every clip"
+        return (f"mode {self.mode!r} on {self.device}: {spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz "
+                f"-> tensor {spec.shape}, DiT preset {self.model_preset!r}, {clips}, "
+                f"{self.train_steps} steps of batch {self.batch_size}")
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def notebook_settings(mode: str | None = None) -> RunSettings:
+    """Settings for ``mode``, by default: quick under MUSICDIFF_QUICK=1, else
+    gpu on a CUDA device, else cpu."""
+    device = pick_device()
+    if mode is None:
+        mode = "quick" if os.environ.get(QUICK_ENV) == "1" else ("gpu" if device.type == "cuda" else "cpu")
+    if mode == "gpu":
+        return RunSettings(mode, device, SpectrogramConfig.preset("seed"), "seed", None, None,
+                           train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50)
+    if mode == "cpu":
+        return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 30,
+                           train_steps=1500, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50)
+    if mode == "quick":
+        return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
+                           train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10)
+    raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")
