@@ -114,6 +114,19 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+def deembed_patches(tokens: torch.Tensor, deembed: nn.ConvTranspose2d, grid: tuple[int, int]) -> torch.Tensor:
+    """``deembed`` (kernel = stride = patch size) applied to a token grid,
+    [B, N, D] -> [B, C, F, T], computed as what it is: one linear map per token,
+    then the patches laid side by side. Same result as calling the module,
+    several times faster on a CPU, where PyTorch's transposed convolution
+    takes a slow general path."""
+    B = tokens.shape[0]
+    C, (p, _) = deembed.out_channels, deembed.kernel_size
+    patches = (tokens @ deembed.weight.flatten(1)).view(B, *grid, C, p, p)
+    image = patches.permute(0, 3, 1, 4, 2, 5).reshape(B, C, grid[0] * p, grid[1] * p)
+    return image + deembed.bias.view(1, C, 1, 1)
+
+
 class TimestepEmbedder(nn.Module):
     """t -> sinusoidal features -> dense network (the seed's timestep embedding)."""
 
@@ -202,8 +215,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
-        x = modulate(self.norm(x), shift, scale)
-        return self.deembed(x.transpose(1, 2).unflatten(2, grid))
+        return deembed_patches(modulate(self.norm(x), shift, scale), self.deembed, grid)
 
 
 class DiT(nn.Module):

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from musicdiff_nb import DiT, DiTConfig
+from musicdiff_nb.model import deembed_patches
 
 SEED_PARAMETERS = 5_388_802  # reported by the seed
 
@@ -33,6 +34,15 @@ def test_seed_preset_reproduces_the_seed_model():
     count = model.num_parameters()
     assert count == 5_259_522 == sum(model.parameter_counts().values())
     assert abs(count - SEED_PARAMETERS) / SEED_PARAMETERS < 0.05
+
+
+@pytest.mark.parametrize("input_size, patch", [((64, 32), 8), ((32, 96), 4)])
+def test_patch_deembedding_is_the_transposed_convolution(input_size, patch):
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=input_size, patch_size=patch)))
+    deembed, grid = model.final_layer.deembed, model.config.grid_size
+    tokens = torch.randn(3, model.config.num_tokens, model.config.hidden_size)
+    expected = deembed(tokens.transpose(1, 2).unflatten(2, grid))
+    assert torch.allclose(deembed_patches(tokens, deembed, grid), expected, atol=1e-5)
 
 
 def test_fresh_adaln_zero_block_is_the_identity():
