@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from musicdiff_nb import SpectrogramConfig, to_spectrogram, to_waveform
-from musicdiff_nb.spectrogram import db, magnitude_db, round_trip_quality, stft
+from musicdiff_nb.spectrogram import compress, db, magnitude_db, round_trip_quality, stft
 
 
 @pytest.mark.parametrize("preset", ["seed", "small"])
@@ -44,6 +44,12 @@ def test_music_has_about_unit_variance(demo_music):
         assert 0.5 < std < 2.0, (preset, std)
         log_mag = to_spectrogram(demo_music, SpectrogramConfig.preset(preset, representation="magnitude"))
         assert abs(log_mag.mean().item()) < 1.0 and 0.5 < log_mag.std().item() < 2.0
+
+
+def test_complex_representation_is_the_compressed_stft(demo_music):
+    cfg = SpectrogramConfig(sample_rate=22050)
+    x = compress(stft(demo_music, cfg)[..., :-1, :], cfg.compression) / cfg.scale
+    assert torch.allclose(to_spectrogram(demo_music, cfg), torch.stack([x.real, x.imag], dim=-3), atol=1e-5)
 
 
 def test_magnitude_db_undoes_the_compression(demo_music):
