@@ -113,17 +113,22 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def ema_model(model: DiT, decay: float) -> AveragedModel:
-    """EMA of the weights with warm-up: decay_n = min(decay, (1 + n) / (10 + n)),
-    so short runs are not dominated by the random initial weights."""
+def ema_model(model: DiT) -> AveragedModel:
+    """A copy of ``model`` that holds the EMA of its weights (see ``update_ema``)."""
+    return AveragedModel(model)
 
-    @torch.no_grad()
-    def update(averaged, current, num_averaged):
-        d = ((1 + num_averaged) / (10 + num_averaged)).clamp(max=decay)
-        for a, c in zip(averaged, current):
-            a.lerp_(c, 1 - d)
 
-    return AveragedModel(model, multi_avg_fn=update)
+@torch.no_grad()
+def update_ema(ema: AveragedModel, model: DiT, decay: float, num_averaged: int):
+    """One EMA step with warm-up: decay_n = min(decay, (1 + n) / (10 + n)) after
+    n = ``num_averaged`` updates (the first copies the weights), so short runs
+    are not dominated by the random initial weights. n comes from the host, so
+    the GPU never has to report it back (``AveragedModel.update_parameters``
+    reads its counter from the device twice per call)."""
+    n = num_averaged
+    weight = 1.0 if n == 0 else 1 - min(decay, (1 + n) / (10 + n))
+    torch._foreach_lerp_(list(ema.module.parameters()), list(model.parameters()), weight)
+    ema.n_averaged += 1
 
 
 @dataclass
@@ -154,7 +159,7 @@ def load_checkpoint(path, device="cpu") -> Checkpoint:
     state = read_checkpoint(path)
     model = DiT(DiTConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
-    ema = ema_model(model, 0.0)
+    ema = ema_model(model)
     ema.load_state_dict(state["ema"])
     return Checkpoint(
         path=Path(path), model=model.to(device).eval(), ema=ema.module.to(device).eval(),
@@ -214,8 +219,9 @@ class _Processes:
             dist.destroy_process_group()
 
 
-def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: int):
-    """Per-process index batches, from ``start_step`` on, epoch after epoch."""
+def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: int, device: torch.device):
+    """Per-process index batches on ``device`` (where the data lives: one copy
+    per epoch, none per step), from ``start_step`` on, epoch after epoch."""
     local = cfg.batch_size // procs.world
     sampler = DistributedSampler(range(num_clips), num_replicas=procs.world, rank=procs.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
@@ -223,7 +229,7 @@ def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: in
     epoch, offset = divmod(start_step, per_epoch)
     while True:
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler))
+        order = torch.tensor(list(sampler), device=device)
         for b in range(offset, per_epoch):
             yield order[b * local:(b + 1) * local]
         epoch, offset = epoch + 1, 0
@@ -257,14 +263,19 @@ def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Pr
                          f"cond_dim={model.config.cond_dim}")
 
 
-def _place(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device):
     """The whole clip cache goes onto the GPU when it fits in half the free
-    memory (no loader, no per-step host copies); else it is pinned in host memory."""
-    if x is None or device.type == "cpu":
-        return x
-    if device.type == "cuda" and x.nbytes > 0.5 * torch.cuda.mem_get_info(device)[0]:
-        return x.pin_memory()
-    return x.to(device)
+    memory (no loader, no per-step host copies); else it stays in host memory."""
+    fits = device.type != "cuda" or x0.nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]
+    home = device if fits else torch.device("cpu")
+    return x0.to(home), (cond.to(home) if cond is not None else None)
+
+
+def _gather(data: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` of ``data`` on ``device``; rows from host memory are
+    gathered into pinned memory, so their copy does not stop the host."""
+    rows = data[idx]
+    return rows if rows.device == device else rows.pin_memory().to(device, non_blocking=True)
 
 
 def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConfig(), *,
@@ -293,12 +304,11 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    x0, cond = _place(x0, device), _place(cond, device)
+    x0, cond = _place(x0, cond, device)
     model.to(device).train()
     schedule.to(device)
-    ema = ema_model(model, cfg.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
+    ema = ema_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     per_epoch = len(x0) // cfg.batch_size
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs is not None else cfg.steps
@@ -315,14 +325,14 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (
         device.type == "cuda" and cfg.precision in ("auto", "bf16")) else nullcontext()
 
-    batches = _batches(len(x0), cfg, procs, step)
+    batches = _batches(len(x0), cfg, procs, step, x0.device)
     running = torch.zeros((), device=device)
     bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
     started = time.perf_counter()
     while step < total:
         idx = next(batches)
-        clean = x0[idx.to(x0.device)].to(device, non_blocking=True)
-        c = cond[idx.to(cond.device)].to(device, non_blocking=True) if cond is not None else None
+        clean = _gather(x0, idx, device)
+        c = _gather(cond, idx, device) if cond is not None else None
         noise, t, drop = _draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, procs, device)
         with autocast:
             out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
@@ -332,7 +342,7 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        ema.update_parameters(model)
+        update_ema(ema, model, cfg.ema_decay, step)
         running += loss.detach()
         step += 1
 
