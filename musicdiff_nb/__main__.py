@@ -1,4 +1,4 @@
-"""Command line: ``python -m musicdiff_nb {prepare,train,sample} --help``.
+"""Command line: ``python -m musicdiff_nb {prepare,train,sample,bench} --help``.
 
 The defaults train the tiny preset on the demo set in a few minutes on a
 laptop CPU:
@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from . import bench
 
 
 def _data_args(p: argparse.ArgumentParser):
@@ -127,6 +129,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")
     p.set_defaults(run=sample)
+
+    p = sub.add_parser("bench", help="benchmarks against named peers (diffusers, librosa, DDPM), printed as ratios")
+    bench.add_arguments(p)
+    p.set_defaults(run=bench.run)
 
     args = parser.parse_args(argv)
     if getattr(args, "steps", None) == 0:

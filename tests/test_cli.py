@@ -13,7 +13,7 @@ def run(*args):
     return result.stdout
 
 
-@pytest.mark.parametrize("command", ["prepare", "train", "sample"])
+@pytest.mark.parametrize("command", ["prepare", "train", "sample", "bench"])
 def test_help(command):
     assert "usage" in run(command, "--help")
 

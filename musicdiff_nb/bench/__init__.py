@@ -1,0 +1,126 @@
+"""Benchmarks: our code against a named peer, measured in one run on one
+machine, printed as ratios (``python -m musicdiff_nb bench --help``).
+
+- ``train-step``: training step throughput of our DiT vs diffusers' DiT;
+- ``preprocess``: audio -> model spectrograms vs librosa.stft;
+- ``sampling``: DDIM at 25/50/100 steps vs DDPM at 1000;
+- ``seed-workload``: the seed's 5 epochs over 710 songs, time and memory;
+- ``fast-path``: each fast-path choice vs the alternative it replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..files import atomic_write
+from ..model import DiTConfig
+from ..spectrogram import SpectrogramConfig
+from ..train import pick_device
+from . import fast_path, measure, preprocess, sampling, seed_workload, train_step
+
+BENCHMARKS = {"train-step": train_step, "preprocess": preprocess, "sampling": sampling,
+              "seed-workload": seed_workload, "fast-path": fast_path}
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="auto")
+    common.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    common.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+
+    p = sub.add_parser("train-step", parents=[common], help="training step throughput: our DiT vs diffusers' DiT")
+    p.add_argument("--preset", default="seed", help="DiT preset (its spectrogram must be square for diffusers)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA")
+    p.add_argument("--compile", action="store_true", help="also time both models under torch.compile")
+    p.add_argument("--repeats", type=int, default=5)
+
+    p = sub.add_parser("preprocess", parents=[common], help="audio -> model spectrograms vs librosa.stft")
+    p.add_argument("--spectrogram", default="seed", choices=["seed", "small"])
+    p.add_argument("--data", default="demo", help="'demo' or a folder of audio files")
+    p.add_argument("--songs", type=int, default=10)
+    p.add_argument("--max-clips-per-song", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=5)
+
+    p = sub.add_parser("sampling", parents=[common], help="DDIM at 25/50/100 steps vs DDPM at 1000")
+    p.add_argument("--preset", default=None, help="DiT preset trained on the demo set (default: seed on a GPU, "
+                                                  "tiny on a CPU)")
+    p.add_argument("--checkpoint", default=None, help="sample from this checkpoint instead")
+    p.add_argument("--train-steps", type=int, default=400)
+    p.add_argument("--timesteps", type=int, default=1000, help="the DDPM schedule's length")
+    p.add_argument("--clips", type=int, default=16)
+    p.add_argument("--ddim-steps", type=int, nargs="+", default=[25, 50, 100])
+    p.add_argument("--repeats", type=int, default=3)
+
+    p = sub.add_parser("seed-workload", parents=[common], help="5 epochs over 710 songs, seed preset")
+    p.add_argument("--steps", type=int, default=None, help="time this many steps and project the rest "
+                                                           "(default: all on a GPU, 10 on a CPU)")
+    p.add_argument("--batch-size", type=int, default=seed_workload.SEED_BATCH)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--preset", default="seed", help="DiT preset (seed: the seed's workload)")
+    p.add_argument("--demo-songs", type=int, default=None, help="use only this many demo songs as the stand-in")
+
+    p = sub.add_parser("fast-path", parents=[common], help="each fast-path choice vs the alternative it replaced")
+    p.add_argument("--preset", default="seed", help="DiT preset")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
+    p.add_argument("--repeats", type=int, default=7)
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    gpu = device.type == "cuda"
+    machine = measure.machine(device)
+    if args.benchmark == "train-step":
+        config, _ = model_and_spectrogram(args.preset)
+        result = train_step.run(config, device, args.batch_size or (64 if gpu else 8), args.precision,
+                                args.compile, args.repeats)
+    elif args.benchmark == "preprocess":
+        result = preprocess.run(SpectrogramConfig.preset(args.spectrogram), args.data, args.songs,
+                                args.max_clips_per_song, args.repeats)
+    elif args.benchmark == "sampling":
+        config, spec = model_and_spectrogram(args.preset or ("seed" if gpu else "tiny"))
+        result = sampling.run(device, config, spec, args.checkpoint, args.clips, tuple(args.ddim_steps),
+                              args.train_steps, args.timesteps, repeats=args.repeats)
+    elif args.benchmark == "fast-path":
+        config, spec = model_and_spectrogram(args.preset)
+        result = fast_path.run(device, config, spec, args.batch_size or (64 if gpu else 8), args.repeats)
+    else:
+        config, spec = model_and_spectrogram(args.preset)
+        result = seed_workload.run(device, config, spec, args.steps or (None if gpu else 10), args.batch_size,
+                                   demo_songs=args.demo_songs, compile=args.compile)
+    result["machine"] = {**machine, "load_average_after": measure.machine(device)["load_average"]}
+    print(_header(result["machine"]))
+    print(BENCHMARKS[args.benchmark].report(result))
+    if args.json:
+        with atomic_write(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+    return result
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m musicdiff_nb bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def model_and_spectrogram(preset: str) -> tuple[DiTConfig, SpectrogramConfig]:
+    """A DiT preset and the spectrogram preset of its input size."""
+    config = DiTConfig.preset(preset)
+    spec = SpectrogramConfig.preset("small" if config.input_size == (128, 128) else "seed")
+    return config.replace(in_channels=spec.channels, input_size=spec.shape[1:]), spec
+
+
+def _header(machine: dict) -> str:
+    return (f"{machine['date']}, device {machine['device']}; CPU {machine['cpu']}, {machine['cores']} cores, "
+            f"{machine['threads']} PyTorch threads; torch {machine['torch']}; load average "
+            f"{machine['load_average']} -> {machine['load_average_after']}")
+
+
+__all__ = ["BENCHMARKS", "add_arguments", "main", "run", "measure"]

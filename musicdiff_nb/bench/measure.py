@@ -1,0 +1,113 @@
+"""How the benchmarks measure: the machine, interleaved repeats, FLOPs, peak
+FLOP/s and peak memory.
+
+Timings on a shared machine are noisy, so every contender of a benchmark is
+run in the same process, round after round in rotating order, and each
+contender's median is reported; ratios are taken between medians of the
+same rounds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+
+
+def machine(device: torch.device) -> dict:
+    """What the figures were measured on, and how busy the machine was."""
+    return {"date": datetime.date.today().isoformat(), "device": device_name(device), "cpu": cpu_name(),
+            "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], device: torch.device,
+                repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each contender: ``warmup`` untimed calls each, then
+    ``repeats`` rounds in which every contender runs once, the order rotating
+    from round to round so none is always first after a pause."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    names = list(contenders)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            synchronize(device)
+            start = time.perf_counter()
+            contenders[name]()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    """'median (min-max)' in seconds, for the printed report."""
+    return f"{median(values):.4g} s ({min(values):.3g}-{max(values):.3g})"
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn`` (matmuls, convolutions, attention; forward and backward)
+    by PyTorch's FlopCounterMode. Attention runs through the math backend
+    while counting, whose matmuls every device's counter knows."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul(device: torch.device, dtype: torch.dtype, size: int | None = None) -> tuple[Callable[[], object], int]:
+    """A large square matmul (the device's best case) and its FLOPs: the
+    reference that MFU is measured against, timed beside the workload."""
+    size = size or (2048 if device.type == "cpu" else 8192)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return (lambda: a @ b), 2 * size**3
+
+
+def reset_peak_memory(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Bytes: the most GPU memory allocated since ``reset_peak_memory``, or on
+    a CPU the peak resident memory of this process (the OS keeps one peak
+    per process, so it includes everything loaded before)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"

@@ -1,0 +1,111 @@
+"""Preprocessing throughput, in seconds of audio per second of wall time.
+
+- transform: clips -> model tensors, ours (``to_spectrogram``: torchaudio,
+  batched) against ``librosa.stft`` with the same parameters (Hann window,
+  n_fft, hop, centred with reflection padding) followed by the same
+  compression in NumPy; both outputs are checked to agree.
+- pipeline: audio files -> cached spectrogram dataset (``load_music_dataset``
+  into an empty cache: decode, resample, cut, STFT, write), our whole path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import clip_starts, decode_audio, demo_folder, load_music_dataset
+from ..spectrogram import SpectrogramConfig, to_spectrogram
+from . import measure
+
+BATCH = 64  # clips per call, as load_music_dataset's map
+
+
+def audio_files(source: str, songs: int) -> list[Path]:
+    folder = demo_folder() if source == "demo" else Path(source)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".ogg", ".wav", ".flac", ".mp3"))
+    return files[:songs]
+
+
+def clips(files: list[Path], cfg: SpectrogramConfig, max_clips: int | None) -> torch.Tensor:
+    """Every whole clip of the songs, [N, clip_samples]."""
+    cut = []
+    for path in files:
+        wave = decode_audio(str(path), cfg.sample_rate)
+        cut += [wave[s:s + cfg.clip_samples] for s in clip_starts(len(wave), cfg.clip_samples, cfg.clip_samples)]
+    return torch.stack(cut[:max_clips])
+
+
+def librosa_spectrogram(waves: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """``to_spectrogram`` (complex representation) done with librosa.stft."""
+    import librosa
+
+    window = librosa.filters.get_window("hann", cfg.n_fft, fftbins=True)
+    x = librosa.stft(waves, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.n_fft, window="hann",
+                     center=True, pad_mode="reflect")[..., :-1, :] / np.linalg.norm(window)
+    x = x * np.maximum(np.abs(x), 1e-12) ** (cfg.compression - 1) / cfg.scale
+    return np.stack([x.real, x.imag], axis=-3)
+
+
+def in_batches(fn, data):
+    return [fn(data[i:i + BATCH]) for i in range(0, len(data), BATCH)]
+
+
+def build_cache(source: str, cfg: SpectrogramConfig, songs: int, max_clips_per_song: int | None) -> int:
+    """``load_music_dataset`` into a fresh, empty cache; the number of clips."""
+    with tempfile.TemporaryDirectory() as cache:
+        previous = os.environ.get("MUSICDIFF_CACHE")
+        os.environ["MUSICDIFF_CACHE"] = cache
+        try:
+            folder = str(demo_folder() if source == "demo" else source)
+            ds = load_music_dataset(folder, cfg, max_songs=songs, max_clips_per_song=max_clips_per_song,
+                                    keep_audio=False)
+            return len(ds)
+        finally:
+            if previous is None:
+                del os.environ["MUSICDIFF_CACHE"]
+            else:
+                os.environ["MUSICDIFF_CACHE"] = previous
+
+
+def run(cfg: SpectrogramConfig, source: str = "demo", songs: int = 10, max_clips_per_song: int | None = None,
+        repeats: int = 5) -> dict:
+    files = audio_files(source, songs)
+    waves = clips(files, cfg, max_clips_per_song and max_clips_per_song * len(files))
+    waves_np = waves.numpy()
+    ours = torch.cat(in_batches(lambda w: to_spectrogram(w, cfg), waves))
+    peer = np.concatenate(in_batches(lambda w: librosa_spectrogram(w, cfg), waves_np))
+    disagreement = float((ours - torch.from_numpy(peer)).abs().max() / ours.abs().max())
+
+    transform = measure.interleaved({
+        "ours (torchaudio)": lambda: in_batches(lambda w: to_spectrogram(w, cfg), waves),
+        "librosa.stft": lambda: in_batches(lambda w: librosa_spectrogram(w, cfg), waves_np),
+    }, torch.device("cpu"), repeats=repeats)
+    audio_seconds = len(waves) * cfg.clip_seconds
+    cached = []
+    pipeline = measure.interleaved({"ours (load_music_dataset)": lambda: cached.append(
+        build_cache(source, cfg, songs, max_clips_per_song))}, torch.device("cpu"), repeats=max(1, repeats // 2))
+    pipeline_seconds = cached[-1] * cfg.clip_seconds
+    figures = {name: {"seconds": s, "audio_seconds": audio_seconds, "audio_s_per_s": audio_seconds / measure.median(s)}
+               for name, s in transform.items()}
+    figures.update({name: {"seconds": s, "audio_seconds": pipeline_seconds,
+                           "audio_s_per_s": pipeline_seconds / measure.median(s)} for name, s in pipeline.items()})
+    return {"benchmark": "preprocess", "spectrogram": cfg.__dict__, "songs": len(files), "clips": len(waves),
+            "max_relative_disagreement": disagreement, "contenders": figures,
+            "ratios": {"transform": figures["ours (torchaudio)"]["audio_s_per_s"]
+                       / figures["librosa.stft"]["audio_s_per_s"]}}
+
+
+def report(result: dict) -> str:
+    spec = result["spectrogram"]
+    lines = [f"preprocessing, {result['clips']} clips from {result['songs']} songs, {spec['sample_rate']} Hz, "
+             f"n_fft {spec['n_fft']}, hop {spec['hop_length']}, {spec['frames']} frames; ours and librosa agree "
+             f"to {result['max_relative_disagreement']:.1e} of the peak"]
+    for name, f in result["contenders"].items():
+        lines.append(f"  {name:28s} {f['audio_s_per_s']:10.0f} s of audio per s  "
+                     f"({f['audio_seconds']:.0f} s of audio in {measure.spread(f['seconds'])})")
+    lines.append(f"  ours / librosa.stft (transform): {result['ratios']['transform']:.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The seed's workload: 5 epochs over 710 songs, the seed's model and
+spectrogram (``DiTConfig.preset("seed")``, ``SpectrogramConfig.preset("seed")``),
+batch 64, through ``train`` with its fast path. The seed took 2250 s and about
+8 GB on one GPU.
+
+Until a 710-song source exists, the demo clips stand in for the songs:
+the clip count is 710 x the demo set's clips per song (every whole 2.97 s
+clip of a song, silent ones dropped, as ``load_music_dataset`` cuts them),
+and the demo clips are repeated to that count. With ``steps`` set, that many
+steps are timed and the full run is projected from their steady rate
+(stated as a projection); without it, the whole workload runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..data import load_music_dataset, spectrograms
+from ..model import DiT, DiTConfig
+from ..schedule import DDPMSchedule
+from ..spectrogram import SpectrogramConfig
+from ..train import TrainConfig, train
+from . import measure
+
+SEED_SONGS, SEED_EPOCHS, SEED_BATCH, SEED_SECONDS = 710, 5, 64, 2250.0
+
+
+def demo_clips(spec: SpectrogramConfig, songs: int | None) -> tuple[torch.Tensor, float]:
+    """The demo set's clips [N, C, F, T] and its clips per song."""
+    ds = load_music_dataset("demo", spec, max_songs=songs, keep_audio=False)
+    return spectrograms(ds), len(ds) / len(set(ds["song"]))
+
+
+def repeated(clips: torch.Tensor, count: int) -> torch.Tensor:
+    return clips[torch.arange(count) % len(clips)]
+
+
+def step_flops(config: DiTConfig, batch_size: int, device: torch.device) -> int:
+    """FLOPs of one training step's forward and backward pass."""
+    model = DiT(config).to(device)
+    x = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    return measure.count_flops(lambda: F.mse_loss(model(x, t), x).backward())
+
+
+def run(device: torch.device, config: DiTConfig = DiTConfig.preset("seed"),
+        spec: SpectrogramConfig = SpectrogramConfig.preset("seed"), steps: int | None = None,
+        batch_size: int = SEED_BATCH, epochs: int = SEED_EPOCHS, songs: int = SEED_SONGS,
+        demo_songs: int | None = None, compile: bool = False) -> dict:
+    clips, clips_per_song = demo_clips(spec, demo_songs)
+    clip_count = round(songs * clips_per_song)
+    total_steps = epochs * (clip_count // batch_size)
+    measured_steps = min(steps or total_steps, total_steps)
+    full = measured_steps == total_steps
+    data = repeated(clips, clip_count if full else max(batch_size, len(clips)))
+
+    log_every = max(1, measured_steps // 10)
+    logged = []  # (step, seconds since start) at each loss check: one host sync each
+    cfg = TrainConfig(steps=measured_steps, batch_size=batch_size, lr=3e-4, log_every=log_every,
+                      checkpoint_every=log_every, device=str(device), compile=compile, progress=False)
+    torch.manual_seed(0)
+    model = DiT(config)
+    measure.reset_peak_memory(device)
+    start = time.perf_counter()
+    train(model, DDPMSchedule(), data, cfg, callback=lambda step, *_: logged.append((step, time.perf_counter() - start)))
+    wall = time.perf_counter() - start
+    peak = measure.peak_memory(device)
+
+    (first_step, first_time), (last_step, last_time) = logged[0], logged[-1]
+    steady = (last_step - first_step) / (last_time - first_time) if last_step > first_step else measured_steps / wall
+    seconds = wall if full else first_time + (total_steps - first_step) / steady
+    flops = step_flops(config, batch_size, device)
+    peak_fn, peak_flops = measure.matmul(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    peak_rate = peak_flops / measure.median(measure.interleaved({"peak": peak_fn}, device, repeats=5)["peak"])
+    return {"benchmark": "seed-workload", "config": config.to_dict(), "songs": songs, "epochs": epochs,
+            "batch_size": batch_size, "demo_clips": len(clips), "clips_per_song": clips_per_song,
+            "clip_count": clip_count, "total_steps": total_steps, "measured_steps": measured_steps,
+            "measured_seconds": wall, "steady_steps_per_s": steady, "projected": not full, "seconds": seconds,
+            "speedup_vs_seed": SEED_SECONDS / seconds, "peak_memory_bytes": peak, "data_bytes": data.nbytes,
+            "flops_per_step": flops, "peak_flops_per_s": peak_rate, "mfu": flops * steady / peak_rate,
+            "compile": compile}
+
+
+def report(result: dict) -> str:
+    what = "projected from" if result["projected"] else "measured over"
+    lines = [
+        f"seed workload: {result['epochs']} epochs x {result['clip_count']} clips "
+        f"({result['songs']} songs x {result['clips_per_song']:.1f} clips per song, the demo set's "
+        f"{result['demo_clips']} clips repeated), batch {result['batch_size']} = {result['total_steps']} steps, "
+        f"DiT of width {result['config']['hidden_size']}, depth {result['config']['depth']}"
+        f"{', compiled' if result['compile'] else ''}",
+        f"  {result['measured_steps']} steps in {result['measured_seconds']:.1f} s, steady "
+        f"{result['steady_steps_per_s']:.3g} steps/s = {result['steady_steps_per_s'] * result['batch_size']:.1f} samples/s",
+        f"  whole workload: {result['seconds']:.0f} s ({what} {result['measured_steps']} steps), "
+        f"{result['speedup_vs_seed']:.3g}x the seed's {SEED_SECONDS:.0f} s",
+        f"  peak memory {measure.gib(result['peak_memory_bytes'])} (the clip cache in it: "
+        f"{measure.gib(result['data_bytes'])})",
+        f"  {result['flops_per_step'] / 1e9:.1f} GFLOP per step; MFU {100 * result['mfu']:.1f} % of a measured "
+        f"peak of {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s (large matmul)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Every benchmark runs once at a tiny size: proof that it still works, not a
+timing (speed is reported by the benchmarks, never asserted)."""
+
+import json
+import math
+
+from musicdiff_nb.bench import main
+
+
+def bench(tmp_path, *args):
+    out = tmp_path / "figures.json"
+    printed = main([*args, "--json", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == printed["benchmark"] == args[0]
+    return printed
+
+
+def test_train_step_against_diffusers(tmp_path, capsys):
+    result = bench(tmp_path, "train-step", "--preset", "tiny", "--batch-size", "2", "--repeats", "1")
+    ours, peer = result["contenders"]["ours"], result["contenders"]["diffusers"]
+    assert ours["parameters"] < peer["parameters"]  # diffusers' DiT has a timestep MLP in every block
+    assert 0 < ours["flops_per_step"] <= peer["flops_per_step"]
+    assert all(f["samples_per_s"] > 0 and 0 < f["mfu"] < math.inf for f in (ours, peer))
+    assert "ours / diffusers (eager)" in capsys.readouterr().out
+
+
+def test_preprocess_against_librosa(tmp_path):
+    result = bench(tmp_path, "preprocess", "--spectrogram", "small", "--songs", "1", "--max-clips-per-song", "3",
+                   "--repeats", "1")
+    assert result["clips"] == 3
+    assert result["max_relative_disagreement"] < 1e-3  # the same transform, computed twice
+    assert result["contenders"]["ours (load_music_dataset)"]["audio_seconds"] > 0
+
+
+def test_sampling_ddim_against_ddpm(tmp_path):
+    result = bench(tmp_path, "sampling", "--preset", "tiny", "--clips", "2", "--train-steps", "4",
+                   "--timesteps", "20", "--ddim-steps", "5", "--repeats", "1")
+    ddim, ddpm = result["contenders"]["DDIM-5"], result["contenders"]["DDPM-20"]
+    assert ddpm["speedup_vs_ddpm"] == 1.0 and ddpm["distance_to_ddpm"] == {"mean_db": 0.0, "std_db": 0.0}
+    assert ddim["seconds_per_clip"] > 0 and math.isfinite(ddim["distance_to_ddpm"]["mean_db"])
+
+
+def test_seed_workload_projection(tmp_path):
+    result = bench(tmp_path, "seed-workload", "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+                   "--demo-songs", "1")
+    assert result["clip_count"] == round(710 * result["clips_per_song"])
+    assert result["total_steps"] == 5 * (result["clip_count"] // 2)
+    assert result["projected"] and result["measured_steps"] == 2 and result["seconds"] > 0
+
+
+def test_fast_path_alternatives(tmp_path):
+    result = bench(tmp_path, "fast-path", "--preset", "tiny", "--batch-size", "2", "--repeats", "1")
+    assert len(result["groups"]) == 4 and all(g["speedup"] > 0 for g in result["groups"].values())
