@@ -261,7 +261,8 @@ class DiT(nn.Module):
         self._check_input(x)
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device).expand(B) if torch.as_tensor(t).ndim == 0 else t.to(x.device)
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        # contiguous tokens keep the residual stream contiguous (else each LayerNorm copies it)
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2).contiguous() + self.pos_embed
         c = self.t_embedder(t)
         if self.cond_embedder is not None:
             c = c + self.cond_embedder(cond, drop_cond, B)
