@@ -260,7 +260,9 @@ class DiT(nn.Module):
         """Tokens with positions, and the conditioning vector c."""
         self._check_input(x)
         B = x.shape[0]
-        t = torch.as_tensor(t, device=x.device).expand(B) if torch.as_tensor(t).ndim == 0 else t.to(x.device)
+        if isinstance(t, (int, float)):  # filled in on the device: copying a number there waits for the GPU
+            t = torch.full((B,), t, device=x.device)
+        t = torch.as_tensor(t, device=x.device).expand(B)
         # contiguous tokens keep the residual stream contiguous (else each LayerNorm copies it)
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2).contiguous() + self.pos_embed
         c = self.t_embedder(t)

@@ -59,8 +59,9 @@ class DDPMSchedule:
         self.num_timesteps = num_timesteps
         self.betas = betas
         self.alphas_cumprod = torch.cumprod(1 - betas, dim=0)
-        # abar_t for t = -1 .. T-1, so that t = -1 ("clean") indexes 1.0
-        self._abar = torch.cat([torch.ones(1), self.alphas_cumprod])
+        # abar_t for t = -1 .. T-1, so that t = -1 ("clean") indexes 1.0; the host
+        # copy stays on the CPU for lookups of an int t (see abar)
+        self._abar = self._abar_host = torch.cat([torch.ones(1), self.alphas_cumprod])
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -73,7 +74,11 @@ class DDPMSchedule:
         return self
 
     def abar(self, t, like: torch.Tensor) -> torch.Tensor:
-        """abar_t shaped to broadcast against ``like`` ([B] per-sample t, or a scalar)."""
+        """abar_t shaped to broadcast against ``like`` ([B] per-sample t, or a scalar).
+        For an int t (a sampler's step) it is a 0-dim host tensor, which PyTorch
+        uses as a scalar on any device: no copy to the GPU, no wait for it."""
+        if isinstance(t, int):
+            return self._abar_host[t + 1]
         t = torch.as_tensor(t, device=self._abar.device)
         return _broadcast(self._abar[t + 1].to(like.device), like)
 
@@ -129,7 +134,7 @@ class DDPMSchedule:
         t_prev = _minus_one(t) if t_prev is None else t_prev
         x0 = self.predict_x0(model_output, x_t, t, prediction_type)
         mean, variance = self.posterior(x0, x_t, t, t_prev)
-        noisy = torch.as_tensor(t, device=x_t.device) > 0  # the last step adds no noise
+        noisy = torch.as_tensor(t, device=None if isinstance(t, int) else x_t.device) > 0  # t = 0 adds no noise
         if not bool(noisy.any()):
             return mean
         noise = _noise_like(x_t, generator) if noise is None else noise
