@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -84,6 +85,24 @@ def count_flops(fn: Callable[[], object]) -> int:
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(fn: Callable[[], object]) -> int:
+    """PyTorch operators ``fn`` runs, views not counted: in eager mode on a GPU
+    each is at least one kernel launch, the cost that bounds small models."""
+    with _OpCounter() as counter:
+        fn()
+    return counter.count
 
 
 def matmul(device: torch.device, dtype: torch.dtype, size: int | None = None) -> tuple[Callable[[], object], int]:

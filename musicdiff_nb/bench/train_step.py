@@ -3,7 +3,8 @@ configured to the same width, depth, heads, patch size and token count, in
 one training step harness (same batch, precision, loss and fused AdamW), so
 the models are all that differs. Also the FLOPs per step and the fraction of
 the device's peak they reach (MFU), the peak being a large matmul in the
-same precision, timed in the same rounds."""
+same precision, timed in the same rounds; and the operators per step, which
+bound a small model's step on a GPU in eager mode (one launch or more each)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def run(config: DiTConfig, device: torch.device, batch_size: int, precision: str
     for name, (model, forward) in contenders(config, device).items():
         model.train()
         figures[name] = {"parameters": sum(p.numel() for p in model.parameters()),
-                         "flops_per_step": measure.count_flops(training_step(model, forward, x_t, t, x0, autocast))}
+                         "flops_per_step": measure.count_flops(training_step(model, forward, x_t, t, x0, autocast)),
+                         "ops_per_step": measure.count_ops(training_step(model, forward, x_t, t, x0, autocast))}
         steps[name] = training_step(model, forward, x_t, t, x0, autocast)
         if compile:
             steps[f"{name} compiled"] = training_step(model, torch.compile(forward), x_t, t, x0, autocast)
@@ -103,6 +105,6 @@ def report(result: dict) -> str:
     for name, f in result["contenders"].items():
         lines.append(f"  {name:20s} {f['samples_per_s']:9.2f} samples/s  step {measure.spread(f['seconds'])}  "
                      f"{f['parameters'] / 1e6:.2f} M params  {f['flops_per_step'] / 1e9:.1f} GFLOP/step  "
-                     f"MFU {100 * f['mfu']:.1f} %")
+                     f"{f['ops_per_step']} ops/step  MFU {100 * f['mfu']:.1f} %")
     lines += [f"  ours / diffusers ({name}): {ratio:.2f}x" for name, ratio in result["ratios"].items()]
     return "\n".join(lines)
