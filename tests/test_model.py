@@ -99,3 +99,15 @@ def test_gradients_reach_every_parameter():
                 drop_cond=torch.tensor([True, False]))
     F.mse_loss(out, torch.zeros_like(out)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_traces_whole_under_torch_compile():
+    """TrainConfig(compile=True) compiles the model: no graph break, forward or backward."""
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=(32, 32), cond_dim=3)))
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    x, cond = torch.randn(2, 2, 32, 32), torch.ones(2, 3)
+    out = compiled(x, torch.tensor([1, 500]), cond, drop_cond=torch.tensor([True, False]))
+    assert torch.allclose(out, model(x, torch.tensor([1, 500]), cond, drop_cond=torch.tensor([True, False])),
+                          atol=1e-5)
+    out.square().mean().backward()
+    assert compiled(x, 7, cond).shape == x.shape  # a number as the timestep
