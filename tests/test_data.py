@@ -1,7 +1,10 @@
 """Datasets from every kind of source, built from slices of real music."""
 
 import io
+import shutil
+import subprocess
 import warnings
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -10,7 +13,7 @@ import soundfile as sf
 import torch
 
 from musicdiff_nb import label_names, load_music_dataset, multi_hot, spectrograms
-from musicdiff_nb.data import AudioError, decode_audio, training_tensors
+from musicdiff_nb.data import DEMO_PACKAGE, DEMO_THEMES, AudioError, decode_audio, demo_folder, training_tensors
 
 from conftest import TEST_SPEC
 
@@ -176,3 +179,25 @@ def test_an_empty_dataset_is_refused(tmp_path, cache):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no audio files"):
         load_music_dataset(str(tmp_path / "empty"), TEST_SPEC)
+
+
+@pytest.mark.skipif((Path("/") / DEMO_THEMES).is_dir() or not shutil.which("apt-get"),
+                    reason="the demo set is installed, or cannot be fetched here")
+def test_processes_fetching_the_demo_set_at_once_all_get_it(tmp_path, monkeypatch):
+    """Two test workers or torchrun ranks may fetch it together: the first to
+    finish publishes its copy and the other uses that one."""
+    monkeypatch.setenv("MUSICDIFF_CACHE", str(tmp_path))
+    published = tmp_path / DEMO_PACKAGE / DEMO_THEMES
+
+    def run_meanwhile_another_process_finishes(command, cwd=None, **kwargs):
+        if command[:2] == ["apt-get", "download"]:
+            (Path(cwd) / f"{DEMO_PACKAGE}_1.0_all.deb").write_bytes(b"")
+        else:  # dpkg-deb -x DEB FOLDER
+            (Path(command[3]) / DEMO_THEMES).mkdir(parents=True)
+            published.mkdir(parents=True)
+            (published / "theirs.ogg").write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", run_meanwhile_another_process_finishes)
+    assert demo_folder() == published
+    assert [p.name for p in published.iterdir()] == ["theirs.ogg"]
