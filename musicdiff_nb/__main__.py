@@ -25,17 +25,21 @@ def _data_args(p: argparse.ArgumentParser):
     p.add_argument("--max-clips-per-song", type=int, default=None)
 
 
-def _load(args):
-    from . import SpectrogramConfig, load_music_dataset
-    spec = SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
-    ds = load_music_dataset(args.data, spec, max_songs=args.max_songs,
-                            max_clips_per_song=args.max_clips_per_song, keep_audio=False)
-    return spec, ds
+def _spectrogram(args):
+    from . import SpectrogramConfig
+    return SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
+
+
+def _load(args, spec):
+    from . import load_music_dataset
+    return load_music_dataset(args.data, spec, max_songs=args.max_songs,
+                              max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):
     from . import label_names
-    spec, ds = _load(args)
+    spec = _spectrogram(args)
+    ds = _load(args, spec)
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
           f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; cached in {ds.cache_files[0]['filename']}")
 
@@ -43,17 +47,24 @@ def prepare(args):
 def train(args):
     from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
     from .plotting import plot_loss, save_figure
-    from .train import is_main_process
-    spec, ds = _load(args)
-    labels = label_names(ds) if args.conditional else []
-    torch.manual_seed(args.seed)
-    model = DiT(DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
-                                 cond_dim=len(labels), prediction_type=args.prediction_type))
+    from .train import check_resume, is_main_process
+    # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
+    spec = _spectrogram(args)
+    config = DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
+                              prediction_type=args.prediction_type)
     schedule = DDPMSchedule(beta_schedule=args.beta_schedule)
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile)
-    print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> {cfg.checkpoint_path}")
+    if not args.conditional:  # a conditional model's size needs the labels: train() checks it after loading
+        check_resume(cfg, config, schedule)
+    ds = _load(args, spec)  # under torchrun every process loads it; datasets' file lock lets one fill the cache
+    labels = label_names(ds) if args.conditional else []
+    torch.manual_seed(args.seed)
+    model = DiT(config.replace(cond_dim=len(labels)))
+    if is_main_process():
+        print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
+              f"{cfg.checkpoint_path}")
     history = train(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
                                                           "data": args.data})
     if is_main_process():
