@@ -10,7 +10,7 @@ import torch
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, load_checkpoint, load_music_dataset
 from musicdiff_nb import multi_hot, sample, spectrograms, train
 from musicdiff_nb import conditioning as conditioning_module
-from musicdiff_nb.conditioning import Conditioning, label_conditioning, text_conditioning, with_condition
+from musicdiff_nb.conditioning import Conditioning, label_conditioning, text_conditioning
 from musicdiff_nb.evaluation import guidance_sweep
 from musicdiff_nb.judge import judge_scores, train_judge
 from musicdiff_nb.scores import COLLECTIONS, scores_folder
