@@ -46,6 +46,7 @@ def prepare(args):
 
 def train(args):
     from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
+    from .conditioning import label_conditioning, text_conditioning, with_condition
     from .plotting import plot_loss, save_figure
     from .train import check_resume, is_main_process
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
@@ -56,12 +57,16 @@ def train(args):
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile)
-    if not args.conditional:  # a conditional model's size needs the labels: train() checks it after loading
+    conditioned = args.conditional or args.text
+    if not conditioned:  # a conditioned model's size needs the labels: train() checks it after loading
         check_resume(cfg, config, schedule)
     ds = _load(args, spec)  # under torchrun every process loads it; datasets' file lock lets one fill the cache
-    labels = label_names(ds) if args.conditional else []
+    labels = label_names(ds) if conditioned else []
+    conditioning = (text_conditioning(labels) if args.text else label_conditioning(labels)) if labels else None
+    if conditioning is not None:
+        ds = with_condition(ds, conditioning)
     torch.manual_seed(args.seed)
-    model = DiT(config.replace(cond_dim=len(labels)))
+    model = DiT(config.replace(cond_dim=conditioning.dim if conditioning else 0), conditioning)
     if is_main_process():
         print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
               f"{cfg.checkpoint_path}")
@@ -80,16 +85,15 @@ def sample(args):
     spec = ckpt.spectrogram
     if spec is None:
         sys.exit(f"{args.checkpoint} carries no spectrogram config, so its samples cannot become audio")
-    cond = None
-    if args.label:
-        unknown = [lab for lab in args.label if lab not in ckpt.label_names]
-        if unknown or not ckpt.label_names:
-            sys.exit(f"unknown label(s) {unknown or args.label}: this checkpoint knows {ckpt.label_names or 'none (unconditional)'}")
-        cond = torch.zeros(len(ckpt.label_names))
-        cond[[ckpt.label_names.index(lab) for lab in args.label]] = 1.0
+    request = {"prompt": args.prompt} if args.prompt else ({"labels": args.label} if args.label else {})
+    if request and ckpt.ema.conditioning is None:
+        sys.exit(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none (unconditional)")
     generator = torch.Generator().manual_seed(args.seed)
-    specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
-                   cond=cond, guidance_scale=args.guidance, generator=generator, progress=True)
+    try:
+        specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
+                       guidance_scale=args.guidance, generator=generator, progress=True, **request)
+    except ValueError as e:
+        sys.exit(str(e))
     out = Path(args.out)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
@@ -117,7 +121,9 @@ def main(argv=None):
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
-    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels")
+    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels (multi-hot)")
+    p.add_argument("--text", action="store_true",
+                   help="condition on the text of the labels, embedded by a sentence encoder (enables --prompt)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -133,7 +139,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM: 0 = all timesteps)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label)")
+    p.add_argument("--prompt", help="generate from this text (a model trained with --text or --conditional)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label or --prompt)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")

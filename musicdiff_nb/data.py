@@ -5,6 +5,9 @@
 - ``"demo"``: the 10 recorded themes of Debian's ``pushover-data`` (GPL-3+,
   music by Roberto Lorenz), fetched once with ``apt-get download``;
   label = theme;
+- ``"scores"``: real compositions from the music21 corpus played by a General
+  MIDI soundfont, labelled by composer, genre, mode, meter and instrument
+  (see scores.py); ``max_songs`` sets how many are rendered (710: the seed's size);
 - a folder of audio files (wav, flac, ogg, opus, mp3, aiff), with an optional
   ``metadata.csv`` whose ``file_name`` column names each file and whose
   ``labels`` column holds several labels separated by ``;`` (without the
@@ -290,7 +293,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     columns = None
     if source == "scores":
         from .scores import scores_folder
-        songs = folder_songs(scores_folder(), label_column or "labels")
+        songs = folder_songs(scores_folder(max_songs), label_column or "labels")
     elif source == "demo":
         songs = demo_songs()
     elif Path(source).is_dir() and not _looks_like_hub_folder(Path(source)):

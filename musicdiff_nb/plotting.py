@@ -52,6 +52,27 @@ def plot_loss(history, title: str = "training loss", ax=None):
     return ax.figure
 
 
+def plot_guidance_sweep(sweep: list[dict], real_hit_rate: float | None = None,
+                        title: str = "classifier-free guidance"):
+    """Hit rate and diversity (rows of ``evaluation.guidance_sweep``) against
+    the guidance scale s; s = 0 is the unconditioned model."""
+    scales = [row["scale"] for row in sweep]
+    fig, (hits, spread) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    hits.plot(scales, [100 * row["hit_rate"] for row in sweep], "o-", label="generated clips")
+    if real_hit_rate is not None:
+        hits.axhline(100 * real_hit_rate, color="gray", ls="--", label="real clips (held out)")
+    hits.set(xlabel="guidance scale s", ylabel="requested label found (%)", ylim=(0, 105),
+             title="does the clip carry its label?")
+    hits.legend()
+    spread.plot(scales, [row["diversity"] for row in sweep], "o-", color="tab:orange")
+    spread.set(xlabel="guidance scale s", ylabel="distance between clips (dB RMS)",
+               title="how different are clips of one label?")
+    for ax in (hits, spread):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
 def save_figure(fig, path) -> Path:
     """Save a figure as PNG atomically and close it."""
     with atomic_write(path) as f:

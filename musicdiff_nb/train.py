@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from .conditioning import Conditioning
 from .files import read_checkpoint, write_checkpoint
 from .model import DiT, DiTConfig
 from .schedule import DDPMSchedule
@@ -157,7 +158,8 @@ class Checkpoint:
 
 def load_checkpoint(path, device="cpu") -> Checkpoint:
     state = read_checkpoint(path)
-    model = DiT(DiTConfig(**state["model_config"]))
+    conditioning = state.get("conditioning")
+    model = DiT(DiTConfig(**state["model_config"]), Conditioning.from_dict(conditioning) if conditioning else None)
     model.load_state_dict(state["model"])
     ema = ema_model(model, 0.0)
     ema.load_state_dict(state["ema"])
@@ -172,6 +174,7 @@ def save_training_state(path, model, ema, optimizer, schedule, cfg, step, genera
                         num_clips):
     return write_checkpoint(path, {
         "model_config": model.config.to_dict(), "schedule_config": dict(schedule.config),
+        "conditioning": model.conditioning.to_dict() if model.conditioning else None,
         "train_config": asdict(cfg), "metadata": metadata or {}, "num_clips": num_clips,
         "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
         "step": step, "rng": generator.get_state(), "history": history.to_dict(),
