@@ -53,15 +53,30 @@ def play(wave: torch.Tensor, sample_rate: int) -> Audio:
     return Audio(wave, rate=sample_rate, normalize=bool(np.abs(wave).max() > 0))
 
 
+def explorer(render, **controls) -> widgets.VBox:
+    """``controls`` (named widgets) above an Output that shows everything
+    ``render(**values)`` returns (figures, audio players), redrawn when a
+    control changes; the first view is drawn at once."""
+    def show(**values):
+        for item in render(**values):
+            display(item)
+
+    output = widgets.interactive_output(show, controls)
+    return widgets.VBox([widgets.HBox(list(controls.values())), output])
+
+
 # -- spectrograms (every notebook) ----------------------------------------------
 
-def draw_image_db(ax, image_db: torch.Tensor, sample_rate: int, hop_length: int, n_fft: int, title: str = "",
-                  colorbar: bool = True, vmin: float = SPECTROGRAM_DB_RANGE[0], vmax: float = SPECTROGRAM_DB_RANGE[1]):
-    """A [bins, frames] image in dB over time (s) and frequency (Hz)."""
-    bins, frames = image_db.shape
-    extent = (0, frames * hop_length / sample_rate, 0, bins * sample_rate / n_fft)
-    im = ax.imshow(image_db.numpy(), origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
-                   cmap="magma", interpolation="nearest")
+def extent(cfg: SpectrogramConfig, bins: int, frames: int) -> tuple:
+    """The imshow extent of a [bins, frames] image: time (s) by frequency (Hz)."""
+    return (0, frames * cfg.hop_length / cfg.sample_rate, 0, bins * cfg.sample_rate / cfg.n_fft)
+
+
+def draw_image_db(ax, image_db: torch.Tensor, cfg: SpectrogramConfig, title: str = "", colorbar: bool = True):
+    """A [bins, frames] STFT magnitude in dB over time (s) and frequency (Hz)."""
+    im = ax.imshow(image_db.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *image_db.shape),
+                   vmin=SPECTROGRAM_DB_RANGE[0],
+                   vmax=SPECTROGRAM_DB_RANGE[1], cmap="magma", interpolation="nearest")
     ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title=title)
     if colorbar:
         ax.figure.colorbar(im, ax=ax, label="magnitude (dB)")
@@ -71,7 +86,7 @@ def draw_image_db(ax, image_db: torch.Tensor, sample_rate: int, hop_length: int,
 def draw_spectrogram(ax, spec: torch.Tensor, cfg: SpectrogramConfig, title: str = "", colorbar: bool = True):
     """A model tensor [C, F, T] as its STFT magnitude in dB."""
     image = magnitude_db(spec.detach().float().cpu(), cfg)
-    return draw_image_db(ax, image, cfg.sample_rate, cfg.hop_length, cfg.n_fft, title, colorbar)
+    return draw_image_db(ax, image, cfg, title, colorbar)
 
 
 def plot_spectrograms(specs, cfg: SpectrogramConfig, titles=None, columns: int = 4, suptitle: str = ""):
@@ -108,11 +123,11 @@ def song_table(ds, cfg: SpectrogramConfig) -> pd.DataFrame:
     names = label_names(ds)
     clips = ds.select_columns(["song", "labels", "start_seconds"]).to_pandas()
     songs = clips.groupby("song", sort=False).agg(
-        labels=("labels", "first"), clips=("start_seconds", "size"),
-        first_clip_s=("start_seconds", "min"), last_clip_ends_s=("start_seconds", "max"))
+        labels=("labels", "first"), clips=("start_seconds", "size"), first=("start_seconds", "min"),
+        last=("start_seconds", "max"))
     songs["labels"] = songs["labels"].map(lambda ids: ", ".join(names[i] for i in ids))
-    songs["last_clip_ends_s"] += cfg.clip_seconds
-    return songs.round(2)
+    songs["last"] += cfg.clip_seconds
+    return songs.rename(columns={"first": "first clip starts (s)", "last": "last clip ends (s)"}).round(2)
 
 
 def plot_label_counts(ds, top: int = 30):
@@ -200,12 +215,11 @@ def _resolution_title(cfg: SpectrogramConfig) -> str:
 
 def plot_resolution(wave, cfg: SpectrogramConfig, n_ffts=(128, 512, 2048)):
     """The time/frequency trade-off: one sound through short and long windows
-    (hop = n_fft / 4 each)."""
+    (each hop the same fraction of n_fft as in ``cfg``)."""
     fig, axes = new_figure(1, len(n_ffts), size=(4.2 * len(n_ffts), 3.4))
     for i, (ax, n_fft) in enumerate(zip(axes[0], n_ffts)):
-        c = replace(cfg, n_fft=n_fft, hop_length=n_fft // 4)
-        draw_image_db(ax, _stft_db(wave, c), c.sample_rate, c.hop_length, c.n_fft, _resolution_title(c),
-                      colorbar=i == len(n_ffts) - 1)
+        c = replace(cfg, n_fft=n_fft, hop_length=max(1, n_fft * cfg.hop_length // cfg.n_fft))
+        draw_image_db(ax, _stft_db(wave, c), c, _resolution_title(c), colorbar=i == len(n_ffts) - 1)
         ax.title.set_fontsize(9)
     return fig
 
@@ -214,9 +228,8 @@ def plot_magnitude_phase(wave, cfg: SpectrogramConfig):
     """The two halves of the complex STFT: magnitude (dB) and phase (rad)."""
     x = stft(torch.as_tensor(wave).float(), cfg)
     fig, axes = new_figure(1, 2, size=(11, 3.6))
-    draw_image_db(axes[0, 0], db(x.abs()), cfg.sample_rate, cfg.hop_length, cfg.n_fft, "magnitude |X|")
-    seconds, hz = x.shape[-1] * cfg.hop_length / cfg.sample_rate, x.shape[-2] * cfg.sample_rate / cfg.n_fft
-    im = axes[0, 1].imshow(x.angle().numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, hz),
+    draw_image_db(axes[0, 0], db(x.abs()), cfg, "magnitude |X|")
+    im = axes[0, 1].imshow(x.angle().numpy(), origin="lower", aspect="auto", extent=extent(cfg, *x.shape[-2:]),
                            cmap="twilight", vmin=-np.pi, vmax=np.pi, interpolation="nearest")
     axes[0, 1].set(title="phase angle(X)", xlabel="time (s)", ylabel="frequency (Hz)")
     fig.colorbar(im, ax=axes[0, 1], label="phase (rad)")
@@ -236,9 +249,8 @@ def plot_representation(wave, cfg: SpectrogramConfig):
     uncompressed = to_spectrogram(wave, replace(cfg, compression=1.0))
     limit = float(spec.abs().quantile(0.99))
     fig, axes = new_figure(1, 3, size=(14, 3.6))
-    seconds, hz = cfg.frames * cfg.hop_length / cfg.sample_rate, cfg.freq_bins * cfg.sample_rate / cfg.n_fft
     for ax, channel, name in zip(axes[0], spec, ("real part (channel 0)", "imaginary part (channel 1)")):
-        im = ax.imshow(channel.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, hz), cmap="RdBu_r",
+        im = ax.imshow(channel.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *channel.shape), cmap="RdBu_r",
                        vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set(title=name, xlabel="time (s)", ylabel="frequency (Hz)")
     fig.colorbar(im, ax=axes[0, :2].tolist(), label="value (model units)")
@@ -262,18 +274,6 @@ def round_trip_table(wave, restored: dict, cfg: SpectrogramConfig) -> pd.DataFra
                          for name, w in restored.items()}).T
 
 
-def explorer(render, **controls) -> widgets.VBox:
-    """``controls`` (named widgets) above an Output that shows everything
-    ``render(**values)`` returns (figures, audio players), redrawn when a
-    control changes; the first view is drawn at once."""
-    def show(**values):
-        for item in render(**values):
-            display(item)
-
-    output = widgets.interactive_output(show, controls)
-    return widgets.VBox([widgets.HBox(list(controls.values())), output])
-
-
 def stft_explorer(wave, cfg: SpectrogramConfig, n_ffts=(64, 128, 256, 512, 1024, 2048, 4096)) -> widgets.VBox:
     """Sliders for n_fft and the hop (as a fraction of n_fft) over one sound's spectrogram."""
     wave = torch.as_tensor(wave).float()
@@ -282,8 +282,7 @@ def stft_explorer(wave, cfg: SpectrogramConfig, n_ffts=(64, 128, 256, 512, 1024,
         c = replace(cfg, n_fft=n_fft, hop_length=max(1, n_fft // hop_fraction))
         image = _stft_db(wave, c)
         fig, axes = new_figure(size=(9, 3.6))
-        draw_image_db(axes[0, 0], image, c.sample_rate, c.hop_length, c.n_fft,
-                      f"{_resolution_title(c)}; {image.shape[0]} bins x {image.shape[1]} frames")
+        draw_image_db(axes[0, 0], image, c, f"{_resolution_title(c)}; {image.shape[0]} bins x {image.shape[1]} frames")
         yield fig
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
@@ -359,6 +358,26 @@ def patches(spec: torch.Tensor, patch_size: int) -> torch.Tensor:
     return F.unfold(spec[None].float(), kernel_size=patch_size, stride=patch_size)[0].T
 
 
+def middle_token(grid: tuple[int, int]) -> int:
+    """The token at the centre of a (rows, cols) patch grid."""
+    return grid[0] // 2 * grid[1] + grid[1] // 2
+
+
+def draw_on_patch_grid(ax, values: torch.Tensor, cfg: SpectrogramConfig, patch_size: int, title: str,
+                       token: int | None = None):
+    """One value per patch ([rows, cols]) over the clip's time (s) and
+    frequency (Hz); a red cross marks ``token``."""
+    rows, cols = values.shape
+    box = extent(cfg, rows * patch_size, cols * patch_size)
+    im = ax.imshow(values.cpu().numpy(), origin="lower", aspect="auto", extent=box, cmap="viridis",
+                   interpolation="nearest")
+    if token is not None:
+        row, col = divmod(token, cols)
+        ax.plot((col + 0.5) * box[1] / cols, (row + 0.5) * box[3] / rows, "x", color="red")
+    ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
+    return im
+
+
 def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
     """Patchify: the spectrogram cut into p x p patches (left, numbered in
     token order) becomes a sequence of N tokens of C * p * p numbers (right)."""
@@ -366,7 +385,7 @@ def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
     ax = axes[0, 0]
     draw_spectrogram(ax, spec, cfg, f"{patch_size} x {patch_size} patches", colorbar=False)
     rows, cols = cfg.freq_bins // patch_size, spec.shape[-1] // patch_size
-    dt, df = patch_size * cfg.hop_length / cfg.sample_rate, patch_size * cfg.sample_rate / cfg.n_fft
+    _, dt, _, df = extent(cfg, patch_size, patch_size)
     for r in range(1, rows):
         ax.axhline(r * df, color="white", linewidth=0.5)
     for c in range(1, cols):
@@ -375,7 +394,7 @@ def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
         for c in range(cols):
             if r in (0, rows - 1) or c in (0, cols - 1):
                 ax.text((c + 0.5) * dt, (r + 0.5) * df, str(r * cols + c), color="white", ha="center",
-                        va="center", fontsize=6)
+                        va="center", fontsize=6, bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
     tokens = patches(spec, patch_size)
     limit = float(tokens.abs().quantile(0.99))
     im = axes[0, 1].imshow(tokens.numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
@@ -390,19 +409,16 @@ def plot_position_embedding(model, cfg: SpectrogramConfig, token: int | None = N
     """The fixed 2-D sin-cos position embedding: its [N, D] table (left) and
     how similar (cosine) one token's position code is to every other's (right)."""
     pos = model.pos_embed[0].cpu()
-    grid, p = model.config.grid_size, model.config.patch_size
-    token = token if token is not None else grid[0] // 2 * grid[1] + grid[1] // 2
+    grid = model.config.grid_size
+    token = middle_token(grid) if token is None else token
     similarity = F.cosine_similarity(pos[token][None], pos, dim=-1).view(grid)
     fig, axes = new_figure(1, 2, size=(12, 3.8))
     im = axes[0, 0].imshow(pos.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     axes[0, 0].set(title="pos_embed: first half codes frequency, second half time", xlabel="channel",
                    ylabel="token")
     fig.colorbar(im, ax=axes[0, 0])
-    seconds, hz = grid[1] * p * cfg.hop_length / cfg.sample_rate, grid[0] * p * cfg.sample_rate / cfg.n_fft
-    im = axes[0, 1].imshow(similarity.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, hz),
-                           cmap="viridis", interpolation="nearest")
-    axes[0, 1].set(title=f"cosine similarity to token {token}'s position", xlabel="time (s)",
-                   ylabel="frequency (Hz)")
+    im = draw_on_patch_grid(axes[0, 1], similarity, cfg, model.config.patch_size,
+                            f"cosine similarity to token {token}'s position", token)
     fig.colorbar(im, ax=axes[0, 1])
     return fig
 
@@ -444,19 +460,14 @@ def shape_table(model, x: torch.Tensor, t) -> pd.DataFrame:
 def plot_attention(maps, model, cfg: SpectrogramConfig, query: int | None = None):
     """Where one token looks: row ``query`` of each block's (rows) and head's
     (columns) attention matrix, laid out on the patch grid; the cross marks the query."""
-    grid, p = model.config.grid_size, model.config.patch_size
-    query = query if query is not None else grid[0] // 2 * grid[1] + grid[1] // 2
+    grid = model.config.grid_size
+    query = middle_token(grid) if query is None else query
     heads = maps[0].shape[1]
-    seconds, hz = grid[1] * p * cfg.hop_length / cfg.sample_rate, grid[0] * p * cfg.sample_rate / cfg.n_fft
-    at = ((query % grid[1] + 0.5) * seconds / grid[1], (query // grid[1] + 0.5) * hz / grid[0])
     fig, axes = new_figure(len(maps), heads, size=(3.2 * heads, 2.5 * len(maps)))
     for b, (row, weights) in enumerate(zip(axes, maps)):
         for h, ax in enumerate(row):
-            image = weights[0, h, query].view(grid).cpu()
-            ax.imshow(image.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, hz), cmap="viridis",
-                      interpolation="nearest")
-            ax.plot(*at, "x", color="red")
-            ax.set(title=f"block {b}, head {h}", xlabel="time (s)", ylabel="frequency (Hz)")
+            draw_on_patch_grid(ax, weights[0, h, query].view(grid), cfg, model.config.patch_size,
+                               f"block {b}, head {h}", query)
             ax.label_outer()
     fig.suptitle(f"attention of token {query} over the {grid[0]} x {grid[1]} patch grid (brighter: more weight)")
     return fig
@@ -488,7 +499,7 @@ class TrainingMonitor:
         self.timesteps = torch.tensor(timesteps)
         self.x0 = clip.float().cpu().expand(len(timesteps), *clip.shape)
         noise = torch.randn(self.x0.shape, generator=torch.Generator().manual_seed(seed))
-        self.x_t = schedule.add_noise(self.x0, noise, self.timesteps.to(schedule.alphas_cumprod.device)).cpu()
+        self.x_t = schedule.add_noise(self.x0, noise, self.timesteps)
         self.due = sorted({max(1, round(total_steps * (k + 1) / snapshots)) for k in range(snapshots)})
         self.redraw_seconds = redraw_seconds
         self.predictions: dict[int, torch.Tensor] = {}
@@ -557,7 +568,7 @@ def plot_trajectory(trajectory, cfg: SpectrogramConfig, index: int = 0, count: i
         draw_spectrogram(axes[1, col], trajectory.x0[i, index], cfg, f"predicted x_0 at t = {t}", colorbar=False)
     for ax in axes.flat:
         ax.label_outer()
-    fig.suptitle("denoising: from x_T ~ N(0, I) (left) towards a sample (right)")
+    fig.suptitle("denoising: from pure noise (left) towards a sample (right)")
     return fig
 
 
@@ -566,13 +577,13 @@ def trajectory_explorer(trajectory, cfg: SpectrogramConfig, index: int = 0) -> w
     last = len(trajectory.timesteps)
 
     def render(step):
-        fig, axes = new_figure(1, 2, size=(11, 3.4))
-        t = trajectory.timesteps[step] if step < last else -1
         x_t = trajectory.x_t[step, index]
-        draw_spectrogram(axes[0, 0], x_t, cfg, f"x_t after {step} of {last} steps (t = {t})" if step < last
-                         else f"the sample, after all {last} steps")
-        x0 = trajectory.x0[min(step, last - 1), index]
-        draw_spectrogram(axes[0, 1], x0, cfg, f"the model's x_0 prediction at step {min(step, last - 1)}")
+        title = (f"the sample, after all {last} steps" if step == last
+                 else f"x_t after {step} of {last} steps (t = {trajectory.timesteps[step]})")
+        guess = min(step, last - 1)  # the result has no prediction of its own: show the last one
+        fig, axes = new_figure(1, 2, size=(11, 3.4))
+        draw_spectrogram(axes[0, 0], x_t, cfg, title)
+        draw_spectrogram(axes[0, 1], trajectory.x0[guess, index], cfg, f"the model's x_0 prediction at step {guess}")
         yield fig
         yield play(to_waveform(x_t, cfg), cfg.sample_rate)
 

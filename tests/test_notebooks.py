@@ -48,8 +48,7 @@ def test_opening(name):
     assert "apt-get -qq update" in setup
     sources = "\n".join(cell.source for cell in code_cells(nb))
     assert "import musicdiff_nb" in sources or "from musicdiff_nb" in sources
-    if name != "04_dit_model":  # 04 always builds the seed's model
-        assert "settings = notebook_settings()" in sources and "print(settings.describe())" in sources
+    assert "settings = notebook_settings()" in sources and "print(settings.describe())" in sources
 
 
 @pytest.mark.parametrize("name", SERIES)
