@@ -494,7 +494,7 @@ class TrainingMonitor:
     clip noised to each of ``timesteps`` (the same noise every time)."""
 
     def __init__(self, model, schedule: DDPMSchedule, clip: torch.Tensor, cfg: SpectrogramConfig, total_steps: int,
-                 timesteps=(0, 250, 500, 750, 999), snapshots: int = 4, redraw_seconds: float = 2.0, seed: int = 0):
+                 timesteps=(0, 250, 500, 750, 999), snapshots: int = 4, redraw_seconds: float = 5.0, seed: int = 0):
         self.schedule, self.cfg, self.total_steps = schedule, cfg, total_steps
         self.timesteps = torch.tensor(timesteps)
         self.x0 = clip.float().cpu().expand(len(timesteps), *clip.shape)
