@@ -1,7 +1,10 @@
 """Datasets from every kind of source, built from slices of real music."""
 
 import io
+import os
+import shutil
 import warnings
+from pathlib import Path
 
 import datasets
 import pytest
@@ -104,3 +107,25 @@ def test_undecodable_audio_is_named(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="no usable clip"):
             load_music_dataset(str(tmp_path), TEST_SPEC)
+
+
+
+def test_demo_folder_survives_a_parallel_download(tmp_path, monkeypatch, demo_files):
+    """Two processes fetching the demo set at once (pytest -n 2 on a clean
+    machine): the one that renames its copy second uses the first one's."""
+    from musicdiff_nb import data
+
+    themes = demo_files[0].parent
+    if themes == Path("/") / data.DEMO_THEMES:
+        pytest.skip("pushover-data is installed system-wide: nothing is fetched")
+    rival_copy = themes.parents[3]
+    real_replace = os.replace
+
+    def replace_after_a_rival(src, dst):
+        shutil.copytree(rival_copy, dst)  # the other process renames its copy first
+        return real_replace(src, dst)
+
+    monkeypatch.setenv("MUSICDIFF_CACHE", str(tmp_path))
+    monkeypatch.setattr(os, "replace", replace_after_a_rival)
+    assert data.demo_folder() == tmp_path / data.DEMO_PACKAGE / data.DEMO_THEMES
+    assert sorted(p.name for p in data.demo_folder().glob("*.ogg")) == [p.name for p in demo_files]
