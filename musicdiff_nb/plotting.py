@@ -416,10 +416,10 @@ def plot_position_embedding(model, cfg: SpectrogramConfig, token: int | None = N
     im = axes[0, 0].imshow(pos.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     axes[0, 0].set(title="pos_embed: first half codes frequency, second half time", xlabel="channel",
                    ylabel="token")
-    fig.colorbar(im, ax=axes[0, 0])
+    fig.colorbar(im, ax=axes[0, 0], label="value")
     im = draw_on_patch_grid(axes[0, 1], similarity, cfg, model.config.patch_size,
                             f"cosine similarity to token {token}'s position", token)
-    fig.colorbar(im, ax=axes[0, 1])
+    fig.colorbar(im, ax=axes[0, 1], label="cosine similarity")
     return fig
 
 
