@@ -27,35 +27,51 @@ def _data_args(p: argparse.ArgumentParser):
     p.add_argument("--max-clips-per-song", type=int, default=None)
 
 
-def _load(args):
-    from . import SpectrogramConfig, load_music_dataset
-    spec = SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
-    ds = load_music_dataset(args.data, spec, max_songs=args.max_songs,
-                            max_clips_per_song=args.max_clips_per_song, keep_audio=False)
-    return spec, ds
+def _spectrogram(args):
+    from . import SpectrogramConfig
+    return SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
+
+
+def _load(args, spec):
+    from . import load_music_dataset
+    return load_music_dataset(args.data, spec, max_songs=args.max_songs,
+                              max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):
     from . import label_names
-    spec, ds = _load(args)
+    spec = _spectrogram(args)
+    ds = _load(args, spec)
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
           f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; cached in {ds.cache_files[0]['filename']}")
 
 
 def train(args):
     from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
+    from .conditioning import label_conditioning, text_conditioning, with_condition
     from .plotting import plot_loss, save_figure
-    from .train import is_main_process
-    spec, ds = _load(args)
-    labels = label_names(ds) if args.conditional else []
-    torch.manual_seed(args.seed)
-    model = DiT(DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
-                                 cond_dim=len(labels), prediction_type=args.prediction_type))
+    from .train import check_resume, is_main_process
+    # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
+    spec = _spectrogram(args)
+    config = DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
+                              prediction_type=args.prediction_type)
     schedule = DDPMSchedule(beta_schedule=args.beta_schedule)
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile)
-    print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> {cfg.checkpoint_path}")
+    conditioned = args.conditional or args.text
+    if not conditioned:  # a conditioned model's size needs the labels: train() checks it after loading
+        check_resume(cfg, config, schedule)
+    ds = _load(args, spec)  # under torchrun every process loads it; datasets' file lock lets one fill the cache
+    labels = label_names(ds) if conditioned else []
+    conditioning = (text_conditioning(labels) if args.text else label_conditioning(labels)) if labels else None
+    if conditioning is not None:
+        ds = with_condition(ds, conditioning)
+    torch.manual_seed(args.seed)
+    model = DiT(config.replace(cond_dim=conditioning.dim if conditioning else 0), conditioning)
+    if is_main_process():
+        print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
+              f"{cfg.checkpoint_path}")
     history = train(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
                                                           "data": args.data})
     if is_main_process():
@@ -71,16 +87,15 @@ def sample(args):
     spec = ckpt.spectrogram
     if spec is None:
         sys.exit(f"{args.checkpoint} carries no spectrogram config, so its samples cannot become audio")
-    cond = None
-    if args.label:
-        unknown = [lab for lab in args.label if lab not in ckpt.label_names]
-        if unknown or not ckpt.label_names:
-            sys.exit(f"unknown label(s) {unknown or args.label}: this checkpoint knows {ckpt.label_names or 'none (unconditional)'}")
-        cond = torch.zeros(len(ckpt.label_names))
-        cond[[ckpt.label_names.index(lab) for lab in args.label]] = 1.0
+    request = {"prompt": args.prompt} if args.prompt else ({"labels": args.label} if args.label else {})
+    if request and ckpt.ema.conditioning is None:
+        sys.exit(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none (unconditional)")
     generator = torch.Generator().manual_seed(args.seed)
-    specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
-                   cond=cond, guidance_scale=args.guidance, generator=generator, progress=True)
+    try:
+        specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
+                       guidance_scale=args.guidance, generator=generator, progress=True, **request)
+    except ValueError as e:
+        sys.exit(str(e))
     out = Path(args.out)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
@@ -108,7 +123,9 @@ def main(argv=None):
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
-    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels")
+    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels (multi-hot)")
+    p.add_argument("--text", action="store_true",
+                   help="condition on the text of the labels, embedded by a sentence encoder (enables --prompt)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -124,7 +141,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM: 0 = all timesteps)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label)")
+    p.add_argument("--prompt", help="generate from this text (a model trained with --text or --conditional)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label or --prompt)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")

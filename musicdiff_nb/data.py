@@ -5,6 +5,9 @@
 - ``"demo"``: the 10 recorded themes of Debian's ``pushover-data`` (GPL-3+,
   music by Roberto Lorenz), fetched once with ``apt-get download``;
   label = theme;
+- ``"scores"``: real compositions from the music21 corpus played by a General
+  MIDI soundfont, labelled by composer, genre, mode, meter and instrument
+  (see scores.py); ``max_songs`` sets how many are rendered (710: the seed's size);
 - a folder of audio files (wav, flac, ogg, opus, mp3, aiff), with an optional
   ``metadata.csv`` whose ``file_name`` column names each file and whose
   ``labels`` column holds several labels separated by ``;`` (without the
@@ -20,7 +23,8 @@ spectrograms are cached by ``datasets`` (``Dataset.from_generator`` +
 
 Bad input: a file that cannot be decoded, is empty, holds NaN/inf, is silent
 or is shorter than one clip is skipped with a warning that names it, and a
-summary counts the skips. Problems with the dataset as a whole (a
+summary counts the skips; files of other types in a folder are ignored, with
+one warning that counts them. Problems with the dataset as a whole (a
 metadata.csv naming missing files or lacking its label column, no usable
 song at all) raise an error that says what to fix.
 """
@@ -77,13 +81,15 @@ def decode_audio(audio, sample_rate: int, name: str = "") -> torch.Tensor:
     if isinstance(audio, dict):
         audio = audio.get("bytes") or audio.get("path")
     name = name or (str(audio) if isinstance(audio, (str, Path)) else "<bytes>")
-    if audio is None or (isinstance(audio, (bytes, bytearray)) and len(audio) == 0):
+    if audio is None or (len(audio) if isinstance(audio, (bytes, bytearray)) else os.path.getsize(audio)) == 0:
         raise AudioError(name, "empty file")
     try:
         samples, rate = sf.read(io.BytesIO(audio) if isinstance(audio, (bytes, bytearray)) else audio,
                                 dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as e:
-        raise AudioError(name, "cannot be decoded", f" ({e}); use WAV, FLAC, OGG, Opus, MP3 or AIFF") from None
+        raise AudioError(name, "cannot be decoded", f" ({e}): it is corrupt, truncated or in a format soundfile "
+                         "does not read; re-export it as WAV, FLAC, OGG, Opus, MP3 or AIFF "
+                         "(e.g. `ffmpeg -i in.m4a out.flac`)") from None
     if samples.size == 0:
         raise AudioError(name, "no samples")
     if not np.isfinite(samples).all():
@@ -124,7 +130,12 @@ def demo_folder() -> Path:
             raise RuntimeError(f"`apt-get download {DEMO_PACKAGE}` failed: {fetched.stderr.strip()}\n"
                                "Run `sudo apt-get update` once and try again")
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
-        os.replace(Path(tmp) / "x", root)  # atomic: a half-extracted copy is never seen
+        try:
+            os.replace(Path(tmp) / "x", root)  # atomic: a half-extracted copy is never seen
+        except OSError:
+            if not (root / DEMO_THEMES).is_dir():
+                raise
+            # another process (a test worker, a torchrun rank) fetched it first: use that copy
     return root / DEMO_THEMES
 
 
@@ -148,17 +159,23 @@ def folder_songs(folder: Path, label_column: str = "labels") -> list[dict]:
     metadata = folder / "metadata.csv"
     if metadata.exists():
         return _metadata_songs(metadata, label_column)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    files = sorted(p for p in found if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
         raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}) and no metadata.csv")
+    ignored = Counter(p.suffix.lower() or p.name for p in found if p.suffix.lower() not in AUDIO_EXTENSIONS)
+    if ignored:
+        warnings.warn(f"{folder}: ignored {sum(ignored.values())} file(s) of other types {dict(ignored)}; "
+                      f"audio is read from {', '.join(AUDIO_EXTENSIONS)} (convert others, e.g. with ffmpeg)",
+                      stacklevel=2)
     return [{"name": str(p.relative_to(folder)), "audio": {"path": str(p), "bytes": None},
              "labels": [p.parent.name] if p.parent != folder else []} for p in files]
 
 
 def _metadata_songs(metadata: Path, label_column: str) -> list[dict]:
-    with open(metadata, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    columns = list(rows[0]) if rows else []
+    with open(metadata, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often start CSVs with a BOM
+        reader = csv.DictReader(f)
+        rows, columns = list(reader), reader.fieldnames or []
     if "file_name" not in columns:
         raise ValueError(f"{metadata}: needs a 'file_name' column (found {columns})")
     if label_column not in columns:
@@ -239,7 +256,8 @@ def _generate_clips(songs, columns, sample_rate, clip_samples, clip_hop, max_cli
             warnings.warn(f"skipped {song['name']}: {reason} ({detail})", stacklevel=2)
             skipped[reason] += 1
     if skipped:
-        warnings.warn(f"skipped {sum(skipped.values())} song(s): {dict(skipped)}", stacklevel=2)
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+        warnings.warn(f"skipped {sum(skipped.values())} song(s): {reasons}", stacklevel=2)
 
 
 def _add_spectrograms(batch, cfg: SpectrogramConfig):
@@ -275,7 +293,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     columns = None
     if source == "scores":
         from .scores import scores_folder
-        songs = folder_songs(scores_folder(), label_column or "labels")
+        songs = folder_songs(scores_folder(max_songs), label_column or "labels")
     elif source == "demo":
         songs = demo_songs()
     elif Path(source).is_dir() and not _looks_like_hub_folder(Path(source)):
@@ -301,7 +319,10 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     try:
         clips = datasets.Dataset.from_generator(
             _generate_clips, features=features, cache_dir=str(cache_root() / "datasets"), fingerprint=key,
-            gen_kwargs=dict(songs=songs, columns=columns, cache_key=key, **clip_args))
+            # a tuple, not a list: datasets would shard a list into one generator call per song,
+            # and the summary of skipped songs would count each song on its own
+            gen_kwargs=dict(songs=tuple(songs) if isinstance(songs, list) else songs, columns=columns,
+                            cache_key=key, **clip_args))
     except ValueError as e:  # datasets refuses to build a split of zero rows
         if "corresponds to no data" not in str(e):
             raise

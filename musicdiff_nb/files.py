@@ -14,15 +14,26 @@ import torch
 CHECKPOINT_FORMAT = "musicdiff_nb/1"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Yield a file that replaces ``path`` only once it is complete: write to a
     temporary file beside it, fsync, rename over ``path``, fsync the folder. A
-    crash at any point leaves either the old file or the new one, never half."""
+    crash at any point leaves either the old file or the new one, never half
+    (a crash may leave the temporary file, ``.NAME.*.tmp``, behind)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes the file private (0600); give it an ordinary file's mode
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -39,7 +50,15 @@ def atomic_write(path, mode: str = "wb"):
             os.close(dir_fd)
 
 
+def remove_partial_writes(path) -> None:
+    """Delete the temporary files that writes of ``path`` killed mid-way left behind."""
+    path = Path(path)
+    for partial in path.parent.glob(f".{path.name}.*.tmp"):
+        partial.unlink(missing_ok=True)
+
+
 def write_checkpoint(path, state: dict) -> Path:
+    remove_partial_writes(path)  # a checkpoint is large: do not let killed saves pile up beside it
     with atomic_write(path) as f:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
     return Path(path)
@@ -53,10 +72,12 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        refused = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), str(e))
         raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not written by "
-                         f"musicdiff_nb; it is refused because loading it could run code ({e})") from None
+                         f"musicdiff_nb; it is refused because loading it could run code ({refused})") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path} is truncated or corrupt ({e}); use an earlier checkpoint or train again") from None
+        raise ValueError(f"{path} is truncated or corrupt ({str(e) or type(e).__name__}); use an earlier "
+                         "checkpoint or train again") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a musicdiff_nb checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
     return state

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import Conditioning
 from .schedule import PREDICTION_TYPES
 
 
@@ -219,9 +220,16 @@ class FinalLayer(nn.Module):
 
 
 class DiT(nn.Module):
-    def __init__(self, config: DiTConfig = DiTConfig()):
+    """``conditioning`` says what a condition vector means (labels or text,
+    see conditioning.py); checkpoints keep it beside the model's config."""
+
+    def __init__(self, config: DiTConfig = DiTConfig(), conditioning: Conditioning | None = None):
         super().__init__()
+        if conditioning is not None and conditioning.dim != config.cond_dim:
+            raise ValueError(f"conditioning on {conditioning.kind} gives vectors of {conditioning.dim} numbers: "
+                             f"build the DiT with cond_dim={conditioning.dim}, not {config.cond_dim}")
         self.config = config
+        self.conditioning = conditioning
         D, p = config.hidden_size, config.patch_size
         self.patch_embed = nn.Conv2d(config.in_channels, D, kernel_size=p, stride=p)
         self.register_buffer("pos_embed", sincos_position_embedding(config.grid_size, D)[None], persistent=False)

@@ -44,19 +44,24 @@ def guided_output(model: DiT, x: torch.Tensor, t: int, cond: torch.Tensor | None
 def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 50, sampler: str = "ddim",
            eta: float = 0.0, cond: torch.Tensor | None = None, guidance_scale: float = 1.0,
            generator: torch.Generator | None = None, return_trajectory: bool = False,
-           spacing: str = "trailing", progress: bool = False):
+           spacing: str = "trailing", progress: bool = False, prompt=None, labels=None):
     """Draw ``n`` spectrograms [n, C, F, T] from pure noise.
 
     ``sampler="ddim"`` walks ``steps`` respaced timesteps (eta=0:
     deterministic); ``"ddpm"`` is ancestral sampling, over all T timesteps
     when ``steps`` is None. ``cond`` [n, cond_dim] (or [cond_dim], repeated)
     conditions the model and ``guidance_scale`` sets classifier-free guidance.
+    Instead of ``cond``, ``prompt`` (a text, or one per sample) or ``labels``
+    (label names) are turned into it the way the model was trained
+    (``model.conditioning``, see conditioning.py).
     With ``return_trajectory`` the result is ``(samples, Trajectory)``.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r}: use one of {SAMPLERS}")
     device = next(model.parameters()).device
     config = model.config
+    if prompt is not None or labels is not None:
+        cond = condition_from(model, prompt, labels)
     if cond is not None:
         cond = cond.to(device).float().expand(n, -1) if cond.ndim == 1 else cond.to(device).float()
     shape = (n, config.in_channels, *config.input_size)
@@ -82,6 +87,17 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     if return_trajectory:
         return x, Trajectory(timesteps, torch.stack(xs).cpu(), torch.stack(x0s).cpu())
     return x
+
+
+def condition_from(model: DiT, prompt=None, labels=None) -> torch.Tensor:
+    """The condition vector(s) of a prompt or of a list of label names."""
+    if model.conditioning is None:
+        raise ValueError("this model does not record how it is conditioned (DiT.conditioning is None): "
+                         "pass cond= vectors, or train it with a Conditioning (see conditioning.py)")
+    if prompt is not None and labels is not None:
+        raise ValueError("pass prompt= or labels=, not both")
+    vectors = model.conditioning.from_prompts(prompt) if prompt is not None else model.conditioning.from_labels([labels])
+    return vectors[0] if len(vectors) == 1 else vectors  # one condition for every sample
 
 
 def write_wav(path, waveform: torch.Tensor, sample_rate: int) -> Path:

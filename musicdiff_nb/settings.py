@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from .data import load_music_dataset
+from .model import DiTConfig
 from .spectrogram import SpectrogramConfig
-from .train import pick_device
+from .train import TrainConfig, pick_device
 
 QUICK_ENV = "MUSICDIFF_QUICK"
 
@@ -41,6 +44,27 @@ class RunSettings:
         return (f"mode {self.mode!r} on {self.device}: {spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz "
                 f"-> tensor {spec.shape}, DiT preset {self.model_preset!r}, {clips}, "
                 f"{self.train_steps} steps of batch {self.batch_size}")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the notebooks keep this mode's checkpoint and outputs (relative to the notebook)."""
+        return Path("runs") / self.mode
+
+    def load_data(self, source: str = "demo", **options):
+        """``load_music_dataset`` at these settings' clip size and count."""
+        return load_music_dataset(source, self.spectrogram, max_songs=self.max_songs,
+                                  max_clips_per_song=self.max_clips_per_song, **options)
+
+    def model_config(self, **overrides) -> DiTConfig:
+        """The DiT preset, sized for these settings' spectrograms."""
+        spec = self.spectrogram
+        return DiTConfig.preset(self.model_preset, in_channels=spec.channels, input_size=spec.shape[1:], **overrides)
+
+    def train_config(self, **overrides) -> TrainConfig:
+        """Steps, batch, learning rate and EMA of these settings; checkpoints in ``run_dir``."""
+        values = dict(steps=self.train_steps, batch_size=self.batch_size, lr=self.lr, ema_decay=self.ema_decay,
+                      out_dir=str(self.run_dir))
+        return TrainConfig(**{**values, **overrides})
 
 
 def in_colab() -> bool:

@@ -28,12 +28,17 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from .conditioning import Conditioning
 from .files import read_checkpoint, write_checkpoint
 from .model import DiT, DiTConfig
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# settings a resumed run must share with its checkpoint: they fix the data
+# order, the random draws and the optimisation, so changing them midway would
+# silently make a different run (steps, epochs, devices, logging may change)
+RUN_SETTINGS = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "cond_dropout", "seed")
 
 
 @dataclass
@@ -105,7 +110,8 @@ def is_main_process() -> bool:
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"``: the GPU of this process under torchrun, else cuda, mps, cpu."""
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     if torch.backends.mps.is_available():
@@ -157,7 +163,8 @@ class Checkpoint:
 
 def load_checkpoint(path, device="cpu") -> Checkpoint:
     state = read_checkpoint(path)
-    model = DiT(DiTConfig(**state["model_config"]))
+    conditioning = state.get("conditioning")
+    model = DiT(DiTConfig(**state["model_config"]), Conditioning.from_dict(conditioning) if conditioning else None)
     model.load_state_dict(state["model"])
     ema = ema_model(model)
     ema.load_state_dict(state["ema"])
@@ -168,23 +175,46 @@ def load_checkpoint(path, device="cpu") -> Checkpoint:
     )
 
 
-def save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata):
+def save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata,
+                        num_clips):
     return write_checkpoint(path, {
         "model_config": model.config.to_dict(), "schedule_config": dict(schedule.config),
-        "train_config": asdict(cfg), "metadata": metadata or {},
+        "conditioning": model.conditioning.to_dict() if model.conditioning else None,
+        "train_config": asdict(cfg), "metadata": metadata or {}, "num_clips": num_clips,
         "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
         "step": step, "rng": generator.get_state(), "history": history.to_dict(),
     })
 
 
-def _resume(path: Path, model, ema, optimizer, schedule, generator) -> tuple[int, History]:
+FRESH_START = "choose another out_dir, delete the checkpoint, or pass resume=False to start afresh"
+
+
+def check_resume(cfg: TrainConfig, model_config: DiTConfig, schedule: DDPMSchedule) -> dict | None:
+    """The state a run of these settings continues from (``cfg.out_dir/last.pt``),
+    or None when it starts afresh. A checkpoint of another model, schedule or
+    run settings is refused here, before any work is done."""
+    path = cfg.checkpoint_path
+    if path is None or not cfg.resume or not path.exists():
+        return None
     state = read_checkpoint(path)
-    if state["model_config"] != model.config.to_dict():
-        raise ValueError(f"{path} was trained with {DiTConfig(**state['model_config'])}, not {model.config}: "
-                         "choose another out_dir, delete the checkpoint, or pass resume=False")
+    if state["model_config"] != model_config.to_dict():
+        raise ValueError(f"{path} was trained with {DiTConfig(**state['model_config'])}, not {model_config}: "
+                         f"{FRESH_START}")
     if state["schedule_config"] != schedule.config:
         raise ValueError(f"{path} was trained with DDPMSchedule({state['schedule_config']}), not {schedule}: "
-                         "choose another out_dir, delete the checkpoint, or pass resume=False")
+                         f"{FRESH_START}")
+    changed = {k: (state["train_config"][k], getattr(cfg, k)) for k in RUN_SETTINGS
+               if state["train_config"][k] != getattr(cfg, k)}
+    if changed:
+        was = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+        raise ValueError(f"{path} continues a run with {was}: pass the same settings to resume it, or {FRESH_START}")
+    return state
+
+
+def _restore(state: dict, path: Path, model, ema, optimizer, generator, num_clips: int) -> tuple[int, History]:
+    if state.get("num_clips", num_clips) != num_clips:
+        raise ValueError(f"{path} was trained on {state['num_clips']} clips, this data has {num_clips}: resume on "
+                         f"the same data (same songs and clip settings), or {FRESH_START}")
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
@@ -212,8 +242,15 @@ class _Processes:
             value = value / self.world
         return value
 
-    def close(self):
-        if self.world > 1:
+    def same_everywhere(self, value: int, device) -> bool:
+        if self.world == 1:
+            return True
+        extremes = torch.tensor([value, -value], device=device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        return int(extremes[0]) == -int(extremes[1])
+
+    def close(self, finished: bool):
+        if self.world > 1 and finished:  # after an error the other ranks may never get here
             dist.barrier()
         if self.started_here:
             dist.destroy_process_group()
@@ -263,6 +300,17 @@ def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Pr
                          f"cond_dim={model.config.cond_dim}")
 
 
+def _finite(model: DiT) -> bool:
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def _diverged(what: str, last_logged: int, step: int, path: Path | None) -> FloatingPointError:
+    when = f"at step {step}" if step - last_logged == 1 else f"between steps {last_logged + 1} and {step}"
+    kept = f"the last good checkpoint, {path}, is kept" if path and path.exists() else "no checkpoint was written"
+    return FloatingPointError(f"training diverged: {what} {when}; {kept}. "
+                              "Lower lr, keep grad_clip on, or check the data for NaN/inf")
+
+
 def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device):
     """The whole clip cache goes onto the GPU when it fits in half the free
     memory (no loader, no per-step host copies); else it stays in host memory."""
@@ -291,16 +339,20 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
     from .data import training_tensors
 
     procs = _Processes(cfg.device)
+    finished = False
     try:
+        state = check_resume(cfg, model.config, schedule)
         x0, cond = training_tensors(data, conditional=bool(model.config.cond_dim))
         _check_data(x0, cond, model, cfg, procs)
         device = pick_device(cfg.device, procs.local_rank)
-        return _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback)
+        history = _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback)
+        finished = True
+        return history
     finally:
-        procs.close()
+        procs.close(finished)
 
 
-def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) -> History:
+def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback) -> History:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -315,9 +367,12 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
 
     step, history = 0, History(device=str(device))
     path = cfg.checkpoint_path
-    if path is not None and cfg.resume and path.exists():
-        step, history = _resume(path, model, ema, optimizer, schedule, generator)
+    if state is not None:
+        step, history = _restore(state, path, model, ema, optimizer, generator, len(x0))
         history.device = str(device)
+    if not procs.same_everywhere(step, device):
+        raise RuntimeError(f"the processes start from different steps (rank {procs.rank}: step {step}): "
+                           f"put out_dir ({cfg.out_dir}) on storage that every node reads, e.g. a shared filesystem")
 
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if procs.world > 1 else model
@@ -347,13 +402,11 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
         step += 1
 
         if step % cfg.log_every == 0 or step == total:
-            k = step % cfg.log_every or cfg.log_every
-            value = float(procs.mean(running) / k)  # the one host sync every log_every steps
+            last_logged = history.step[-1] if history.step else 0
+            value = float(procs.mean(running) / (step - last_logged))  # the one host sync every log_every steps
             running.zero_()
             if not math.isfinite(value):
-                kept = f"the last good checkpoint is {path}" if path and path.exists() else "no checkpoint was written"
-                raise FloatingPointError(f"training loss became {value} at step {step}; {kept}. "
-                                         "Lower lr, keep grad_clip on, or check the data for NaN/inf")
+                raise _diverged(f"the loss became {value}", last_logged, step, path)
             history.step.append(step)
             history.loss.append(value)
             history.seconds += time.perf_counter() - started
@@ -362,8 +415,12 @@ def _train(model, schedule, x0, cond, cfg, procs, device, metadata, callback) ->
             bar.set_postfix(loss=f"{value:.4f}")
             if is_main_process() and callback is not None:
                 callback(step, history, model)
-            if path is not None and is_main_process() and (step % cfg.checkpoint_every == 0 or step == total):
-                save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata)
+            if path is not None and (step % cfg.checkpoint_every == 0 or step == total):
+                if not _finite(model):  # a finite loss can still leave NaN weights behind (an inf gradient)
+                    raise _diverged("the weights became NaN or inf", last_logged, step, path)
+                if is_main_process():
+                    save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history,
+                                        metadata, len(x0))
     bar.close()
     model.eval()
     history.ema = ema.module.eval()

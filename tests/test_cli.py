@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import soundfile as sf
+import torch
 
 from musicdiff_nb import load_checkpoint
 
@@ -40,3 +41,19 @@ def test_unknown_label_is_refused(tmp_path):
     result = subprocess.run([sys.executable, "-m", "musicdiff_nb", "sample", "--checkpoint", str(tmp_path / "last.pt"),
                              "--label", "polka"], capture_output=True, text=True)
     assert result.returncode != 0 and "unknown label" in result.stderr
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_any_song_is_decoded(tmp_path):
+    from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, train
+    from musicdiff_nb.__main__ import main
+
+    out, no_songs = tmp_path / "run", tmp_path / "no_songs"
+    no_songs.mkdir()
+    torch.manual_seed(0)
+    train(DiT(DiTConfig.preset("tiny", input_size=(128, 128))), DDPMSchedule(), torch.randn(2, 2, 128, 128),
+          TrainConfig(steps=1, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(out), progress=False))
+    command = ["train", "--data", str(no_songs), "--preset", "small"]
+    with pytest.raises(ValueError, match="was trained with DiTConfig.*hidden_size=64.* not DiTConfig.*hidden_size=128"):
+        main([*command, "--out", str(out)])
+    with pytest.raises(ValueError, match="holds no audio files"):  # what loading the songs first would have said
+        main([*command, "--out", str(tmp_path / "fresh")])

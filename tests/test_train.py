@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -85,3 +87,46 @@ def test_bad_training_input_is_named(demo_clips, tmp_path):
     with pytest.raises(ValueError, match="choose another out_dir"):
         train(tiny(hidden_size=32), DDPMSchedule(), demo_clips,
               TrainConfig(steps=4, batch_size=2, log_every=1, out_dir=str(tmp_path), progress=False))
+
+
+def break_from_step(model, step, part):
+    """From training step ``step`` on, the model outputs NaN (``part="loss"``)
+    or one of its gradients is inf, which leaves NaN weights behind a loss
+    that is still finite (``part="weights"``)."""
+    forward_calls = []
+
+    def output_hook(module, inputs, output):
+        forward_calls.append(1)
+        return output * float("nan") if part == "loss" and len(forward_calls) >= step else output
+
+    model.register_forward_hook(output_hook)
+    if part == "weights":
+        model.final_layer.deembed.bias.register_hook(lambda grad: grad * float("inf") if len(forward_calls) >= step
+                                                     else grad)
+    return model
+
+
+@pytest.mark.parametrize("part", ["loss", "weights"])
+def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(demo_clips, tmp_path, part):
+    model = break_from_step(tiny(), 6, part)
+    cfg = TrainConfig(steps=10, batch_size=2, log_every=2, checkpoint_every=2, out_dir=str(tmp_path), progress=False)
+    with pytest.raises(FloatingPointError, match=f"training diverged: the {part} became .* between steps 5 and 6; "
+                                                 f"the last good checkpoint, {tmp_path / 'last.pt'}, is kept"):
+        train(model, DDPMSchedule(), demo_clips, cfg)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt.step == 4 and ckpt.history.step == [2, 4]
+    assert all(torch.isfinite(p).all() for p in [*ckpt.model.parameters(), *ckpt.ema.parameters()])
+
+
+def test_resume_refuses_other_run_settings_or_data(demo_clips, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(tmp_path), progress=False)
+    train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    with pytest.raises(ValueError, match=r"continues a run with lr=0.0003 \(now 0.001\), seed=0 \(now 1\): pass the "
+                                         "same settings to resume it, or choose another out_dir"):
+        train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=4, lr=1e-3, seed=1))
+    with pytest.raises(ValueError, match="trained on 6 clips, this data has 4: resume on the same data"):
+        train(tiny(), DDPMSchedule(), demo_clips[:4], replace(cfg, steps=4))
+    # the length of the run, logging, checkpointing and the device may change
+    history = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=5, log_every=3, checkpoint_every=3,
+                                                                device="cpu"))
+    assert history.step == [1, 2, 3, 5]

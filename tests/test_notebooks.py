@@ -1,0 +1,69 @@
+"""The notebooks as files: committed without outputs, each opening the same
+way, each cell short. (Running them is nbmake's job: ``pytest --nbmake notebooks``.)"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SERIES = ["01_data", "02_stft", "03_noise_schedule", "04_dit_model", "05_training", "06_sampling"]
+COLAB = "https://colab.research.google.com/github/musicdiff/musicdiff/blob/main/notebooks/{}.ipynb"
+MAX_CELL_LINES = 15
+
+
+def load(name):
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_the_series_is_complete():
+    assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))[:len(SERIES)] == SERIES
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_committed_without_outputs(name):
+    nb = load(name)
+    nbformat.validate(nb)
+    for cell in code_cells(nb):
+        assert cell.outputs == [] and cell.execution_count is None, f"{name}: strip the outputs before committing"
+    assert "widgets" not in nb.metadata, f"{name}: saved widget state; strip the outputs before committing"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_opening(name):
+    """Title, Colab badge and what you will learn; then a setup cell that
+    installs only on Colab; then the settings."""
+    nb = load(name)
+    head = nb.cells[0]
+    assert head.cell_type == "markdown" and head.source.startswith(f"# {name[:2]} ")
+    assert COLAB.format(name) in head.source and "What you will learn" in head.source
+    setup = nb.cells[1].source
+    assert 'if "google.colab" in sys.modules:' in setup
+    assert 'pip install -q --no-deps "git+https://github.com/musicdiff/musicdiff"' in setup
+    assert "apt-get -qq update" in setup
+    sources = "\n".join(cell.source for cell in code_cells(nb))
+    assert "import musicdiff_nb" in sources or "from musicdiff_nb" in sources
+    assert "settings = notebook_settings()" in sources and "print(settings.describe())" in sources
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_cells_are_short_and_figures_come_from_the_package(name):
+    for cell in code_cells(load(name)):
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        assert len(lines) <= MAX_CELL_LINES, f"{name}: a {len(lines)}-line cell belongs in the package:\n{cell.source}"
+        assert not re.search(r"^\s*(import matplotlib|from matplotlib)", cell.source, re.M), \
+            f"{name}: figures come from musicdiff_nb.plotting"
+        assert not re.search(r"^\s*(def|class) ", cell.source, re.M), f"{name}: functions belong in the package"
+
+
+def test_no_mode_is_chosen_in_a_notebook():
+    """Small settings come from MUSICDIFF_QUICK=1 only, never from an edited cell."""
+    for name in SERIES:
+        sources = "\n".join(cell.source for cell in code_cells(load(name)))
+        assert "notebook_settings(" not in sources.replace("notebook_settings()", "")
+        assert "os.environ" not in sources and "%env" not in sources

@@ -1,0 +1,237 @@
+"""Every figure, table and widget the notebooks show, on real music."""
+
+import io
+import warnings
+
+import matplotlib.pyplot as plt
+import pytest
+import soundfile as sf
+import torch
+from IPython.display import Audio
+from matplotlib.figure import Figure
+
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, sample, train
+from musicdiff_nb import plotting
+from musicdiff_nb.neighbours import nearest_clips
+
+from conftest import TEST_SPEC
+from test_model import randomize
+
+
+@pytest.fixture(scope="module")
+def clips_ds():
+    """2 songs x 3 clips, with audio."""
+    return load_music_dataset("demo", TEST_SPEC, max_songs=2, max_clips_per_song=3)
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """What the package displays: a list of objects, and of updates to a display handle."""
+    items = []
+
+    class Handle:
+        def update(self, obj):
+            items.append(obj)
+
+    def display(obj, display_id=False):
+        items.append(obj)
+        return Handle() if display_id else None
+
+    monkeypatch.setattr(plotting, "display", display)
+    return items
+
+
+def title(ax):
+    return ax.get_title() or ax.get_title("left")
+
+
+def titles(fig):
+    return [title(ax) for ax in fig.axes if title(ax)]
+
+
+def assert_readable(fig, units=()):
+    """A figure outside pyplot's registry, with titled panels and labelled axes (with ``units``)."""
+    assert isinstance(fig, Figure) and fig.number not in plt.get_fignums()
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert panels and all(title(ax) or not ax.axison or fig.get_suptitle() for ax in panels)
+    labels = " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in panels)
+    assert any(ax.get_xlabel() for ax in panels) and any(ax.get_ylabel() for ax in panels)
+    for unit in units:
+        assert unit in labels, (unit, labels)
+
+
+def tiny_model(**overrides):
+    return randomize(DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:], **overrides))).eval()
+
+
+def test_figures_are_not_kept_by_pyplot():
+    before = plt.get_fignums()
+    fig, axes = plotting.new_figure(2, 3)
+    assert axes.shape == (2, 3) and plt.get_fignums() == before
+
+
+# -- 01 ------------------------------------------------------------------------
+
+def test_song_table_and_labels(clips_ds):
+    table = plotting.song_table(clips_ds, TEST_SPEC)
+    assert list(table.index) == ["aztec.ogg", "castle.ogg"] and list(table["labels"]) == ["aztec", "castle"]
+    assert list(table["clips"]) == [3, 3]
+    span = table["last clip ends (s)"] - table["first clip starts (s)"]
+    assert (span >= 3 * TEST_SPEC.clip_seconds - 0.01).all()
+    fig = plotting.plot_label_counts(clips_ds)
+    assert_readable(fig)
+    bars = fig.axes[0].patches
+    assert [b.get_height() for b in bars] == [1, 1] and "of 2 labels" in fig.axes[0].get_title()
+
+
+def test_waveforms_and_clips(clips_ds):
+    fig = plotting.plot_waveforms(clips_ds.select([0, 3])["audio"], TEST_SPEC.sample_rate, ["a", "b"])
+    assert_readable(fig, units=["time (s)"])
+    fig = plotting.plot_song_clips(clips_ds, "castle.ogg", TEST_SPEC)
+    assert_readable(fig, units=["time (s)"])
+    spans = fig.axes[0].patches
+    assert len(spans) == 3 and "3 clips" in fig.axes[0].get_title()
+
+
+def test_waveform_envelope_keeps_the_peaks():
+    wave = torch.zeros(100_000)
+    wave[12_345] = 0.9
+    fig, axes = plotting.new_figure()
+    plotting.draw_waveform(axes[0, 0], wave, 16000, max_points=100)
+    top = axes[0, 0].collections[0].get_paths()[0].vertices[:, 1]
+    assert top.max() == pytest.approx(0.9)
+
+
+# -- 02 ------------------------------------------------------------------------
+
+def test_stft_figures(demo_music):
+    wave = demo_music[0, : 22050]
+    cfg = TEST_SPEC.__class__(sample_rate=22050)
+    assert_readable(plotting.plot_framing(wave, cfg), units=["time (ms)", "frequency (Hz)", "(dB)"])
+    fig = plotting.plot_resolution(wave, cfg, n_ffts=(128, 2048))
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert "window 5.8 ms" in titles(fig)[0] and "bins 10.8 Hz apart" in titles(fig)[1]
+    assert_readable(plotting.plot_magnitude_phase(wave, cfg), units=["time (s)", "frequency (Hz)"])
+    fig = plotting.plot_representation(wave[: cfg.clip_samples], cfg)
+    assert_readable(fig, units=["frequency (Hz)", "standard deviations"])
+    legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend())
+    kurtosis = [float(t.get_text().rsplit(" ", 1)[1]) for t in legend.get_texts()]
+    assert kurtosis[0] < kurtosis[1]  # compression brings the values closer to Gaussian
+
+
+def test_round_trip_table(demo_music):
+    wave = demo_music[1, : TEST_SPEC.clip_samples]
+    cfg = TEST_SPEC.__class__(sample_rate=22050)
+    table = plotting.round_trip_table(wave, {"same": wave, "silence": torch.zeros_like(wave)}, cfg)
+    assert table.loc["same", "SNR (dB)"] > 200 and table.loc["same", "spectral convergence"] == 0
+    assert table.loc["silence", "SNR (dB)"] == pytest.approx(0, abs=1e-4)
+    assert table.loc["silence", "spectral convergence"] == pytest.approx(1)
+
+
+def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
+    box = plotting.stft_explorer(demo_music[0, : 22050], TEST_SPEC.__class__(sample_rate=22050))
+    n_fft, hop = box.children[0].children
+    assert len(shown) == 1 and "n_fft 512, hop 128" in titles(shown[0])[0]
+    n_fft.value = 2048
+    hop.value = 8
+    assert "n_fft 2048, hop 256" in titles(shown[-1])[0] and "1025 bins" in titles(shown[-1])[0]
+
+
+# -- 03 ------------------------------------------------------------------------
+
+def test_schedule_figures(demo_clips):
+    schedules = {"linear": DDPMSchedule(), "cosine": DDPMSchedule(beta_schedule="cosine")}
+    fig = plotting.plot_schedules(schedules)
+    assert_readable(fig, units=["timestep t", "SNR (dB)"])
+    assert all(len(ax.lines) == 2 for ax in fig.axes)
+    fig = plotting.plot_noising(demo_clips[0], schedules, TEST_SPEC, [0, 500, 999])
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert "cosine, t = 500" in titles(fig)[4]
+
+
+def test_timestep_explorer_shows_x_t_and_plays_it(demo_clips, shown):
+    box = plotting.timestep_explorer(demo_clips[0], DDPMSchedule(), TEST_SPEC, t=10)
+    slider = box.children[0].children[0]
+    assert (slider.min, slider.max, slider.value) == (0, 999, 10)
+    figure, audio = shown
+    assert isinstance(figure, Figure) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
+    slider.value = 999
+    assert "t = 999" in titles(shown[-2])[0] and shown[-1].data != audio.data
+
+
+# -- 04 ------------------------------------------------------------------------
+
+def test_patches_are_what_the_conv_patch_embedding_reads(demo_clips):
+    model = tiny_model()
+    x = demo_clips[0]
+    conv = model.patch_embed(x[None]).flatten(2).transpose(1, 2)[0]
+    linear = plotting.patches(x, 8) @ model.patch_embed.weight.flatten(1).T + model.patch_embed.bias
+    assert torch.allclose(conv, linear, atol=1e-5)
+    fig = plotting.plot_patches(x, TEST_SPEC, 8)
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert "128 tokens x 128 values" in titles(fig)[1]
+
+
+def test_model_figures_and_tables(demo_clips):
+    model = tiny_model()
+    assert_readable(plotting.plot_position_embedding(model, TEST_SPEC), units=["frequency (Hz)"])
+    table = plotting.parameter_table(model, reference=1000)
+    assert table.loc["total", "parameters"] == model.num_parameters() == table["parameters"].iloc[:-2].sum()
+    assert table.loc["seed's reported total", "parameters"] == 1000
+    shapes = plotting.shape_table(model, demo_clips[:2], torch.tensor([3, 4]))
+    assert list(shapes.index) == ["patch_embed", "t_embedder", "blocks[0]", "blocks[1]", "final_layer"]
+    assert shapes.loc["patch_embed", "input"] == shapes.loc["final_layer", "output"] == (2, 2, 128, 64)
+    assert shapes.loc["blocks[0]", "output"] == (2, 128, 64)
+    assert not model.patch_embed._forward_hooks  # the hooks are gone
+    maps = model.attention_maps(demo_clips[:1], 500)
+    fig = plotting.plot_attention(maps, model, TEST_SPEC, query=5)
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert len(fig.axes) == model.config.depth * model.config.num_heads
+
+
+# -- 05 ------------------------------------------------------------------------
+
+def test_training_monitor(demo_clips, shown):
+    torch.manual_seed(0)
+    model, schedule = DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:])), DDPMSchedule()
+    monitor = plotting.TrainingMonitor(model, schedule, demo_clips[0], TEST_SPEC, total_steps=20, snapshots=2,
+                                       redraw_seconds=0)
+    assert torch.count_nonzero(monitor.predictions[0]) == 0  # a fresh DiT predicts zeros
+    history = train(model, schedule, demo_clips, TrainConfig(steps=20, batch_size=3, lr=3e-3, log_every=5,
+                                                              progress=False), callback=monitor)
+    assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
+    assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
+    assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated
+    assert_readable(plotting.plot_loss(history), units=["MSE loss"])
+    fig = monitor.plot_predictions()
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert len(fig.axes) == 4 * 5 and "step 20: x_0 from t = 999" in titles(fig)[-1]
+
+
+# -- 06 ------------------------------------------------------------------------
+
+def test_sampling_figures_and_explorer(demo_clips, shown):
+    model = tiny_model()
+    x, trajectory = sample(model, DDPMSchedule(), 2, steps=4, return_trajectory=True)
+    fig = plotting.plot_trajectory(trajectory, TEST_SPEC, index=1, count=3)
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert [t.split(":")[0] for t in titles(fig)[:3]] == ["step 0", "step 2", "step 3"]
+    box = plotting.trajectory_explorer(trajectory, TEST_SPEC, index=1)
+    slider = box.children[0].children[0]
+    assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(shown[0])[0]
+    slider.value = 0
+    assert "t = 999" in titles(shown[-2])[0] and isinstance(shown[-1], Audio)
+    found = nearest_clips(x, demo_clips, TEST_SPEC)
+    fig = plotting.plot_nearest(x, demo_clips, found, TEST_SPEC, names=[f"song {i}" for i in range(6)])
+    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
+    assert "dB RMS" in titles(fig)[1] and len(fig.axes) == 4
+
+
+def test_play_keeps_silence_silent():
+    """IPython's Audio divides by the peak: silence would become NaN noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        silent = plotting.play(torch.zeros(1000), 16000)
+    assert (sf.read(io.BytesIO(silent.data))[0] == 0).all()
+    loud, _ = sf.read(io.BytesIO(plotting.play(0.01 * torch.randn(1000), 16000).data))
+    assert abs(loud).max() > 0.99  # normalised

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from musicdiff_nb import DiT, DiTConfig, SpectrogramConfig
+from musicdiff_nb.settings import notebook_settings
+
+
+def test_quick_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MUSICDIFF_QUICK", "1")
+    assert notebook_settings().mode == "quick"
+    monkeypatch.setenv("MUSICDIFF_QUICK", "0")
+    assert notebook_settings().mode in ("cpu", "gpu")
+
+
+@pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
+def test_the_pieces_fit_together(mode):
+    settings = notebook_settings(mode)
+    model = DiT(settings.model_config())
+    spec = settings.spectrogram
+    assert model(torch.zeros(1, *spec.shape), 10).shape == (1, *spec.shape)
+    train = settings.train_config(steps=7)
+    assert (train.steps, train.batch_size, train.lr) == (7, settings.batch_size, settings.lr)
+    assert train.checkpoint_path == Path("runs") / mode / "last.pt"
+    assert mode in settings.describe() and str(spec.shape) in settings.describe()
+
+
+def test_gpu_mode_is_the_seeds_workload():
+    settings = notebook_settings("gpu")
+    assert settings.spectrogram == SpectrogramConfig.preset("seed")
+    assert settings.model_config() == DiTConfig.preset("seed")
+    assert settings.max_songs is None and settings.max_clips_per_song is None
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="'gpu', 'cpu' or 'quick'"):
+        notebook_settings("tpu")
