@@ -41,7 +41,7 @@ def test_sampling_ddim_against_ddpm(tmp_path):
 
 def test_seed_workload_projection(tmp_path):
     result = bench(tmp_path, "seed-workload", "--preset", "tiny", "--steps", "2", "--batch-size", "2",
-                   "--demo-songs", "1")
+                   "--data", "demo", "--sample-songs", "1")
     assert result["clip_count"] == round(710 * result["clips_per_song"])
     assert result["total_steps"] == 5 * (result["clip_count"] // 2)
     assert result["projected"] and result["measured_steps"] == 2 and result["seconds"] > 0

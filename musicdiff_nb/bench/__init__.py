@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--batch-size", type=int, default=seed_workload.SEED_BATCH)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--preset", default="seed", help="DiT preset (seed: the seed's workload)")
-    p.add_argument("--demo-songs", type=int, default=None, help="use only this many demo songs as the stand-in")
+    p.add_argument("--data", default="scores", choices=["scores", "demo"], help="where the songs come from")
+    p.add_argument("--sample-songs", type=int, default=16,
+                   help="songs loaded to count clips per song, repeated to 710 songs' worth (710: all of them)")
 
     p = sub.add_parser("fast-path", parents=[common], help="each fast-path choice vs the alternative it replaced")
     p.add_argument("--preset", default="seed", help="DiT preset")
@@ -93,7 +95,7 @@ def run(args) -> dict:
     else:
         config, spec = model_and_spectrogram(args.preset)
         result = seed_workload.run(device, config, spec, args.steps or (None if gpu else 10), args.batch_size,
-                                   demo_songs=args.demo_songs, compile=args.compile)
+                                   source=args.data, sample_songs=args.sample_songs, compile=args.compile)
     result["machine"] = {**machine, "load_average_after": measure.machine(device)["load_average"]}
     print(_header(result["machine"]))
     print(BENCHMARKS[args.benchmark].report(result))

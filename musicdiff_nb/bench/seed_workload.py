@@ -3,12 +3,15 @@ spectrogram (``DiTConfig.preset("seed")``, ``SpectrogramConfig.preset("seed")``)
 batch 64, through ``train`` with its fast path. The seed took 2250 s and about
 8 GB on one GPU.
 
-Until a 710-song source exists, the demo clips stand in for the songs:
-the clip count is 710 x the demo set's clips per song (every whole 2.97 s
-clip of a song, silent ones dropped, as ``load_music_dataset`` cuts them),
-and the demo clips are repeated to that count. With ``steps`` set, that many
-steps are timed and the full run is projected from their steady rate
-(stated as a projection); without it, the whole workload runs.
+The songs come from the ``scores`` source (real compositions rendered to
+audio, the seed's size at 710 songs) or the demo set. Rendering 710 songs
+takes half an hour on a laptop and does not change the time per step, so by
+default ``sample_songs`` = 16 are loaded: the workload's clip count is 710 x
+their clips per song (every whole 2.97 s clip, silent ones dropped, as
+``load_music_dataset`` cuts them), and their clips are repeated to that count
+(``sample_songs=710`` loads every song). With ``steps`` set, that many steps
+are timed and the full run is projected from their steady rate (stated as a
+projection); without it, the whole workload runs.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from . import measure
 SEED_SONGS, SEED_EPOCHS, SEED_BATCH, SEED_SECONDS = 710, 5, 64, 2250.0
 
 
-def demo_clips(spec: SpectrogramConfig, songs: int | None) -> tuple[torch.Tensor, float]:
-    """The demo set's clips [N, C, F, T] and its clips per song."""
-    ds = load_music_dataset("demo", spec, max_songs=songs, keep_audio=False)
+def source_clips(source: str, spec: SpectrogramConfig, songs: int) -> tuple[torch.Tensor, float]:
+    """The clips [N, C, F, T] of ``songs`` songs of ``source`` and their clips per song."""
+    ds = load_music_dataset(source, spec, max_songs=songs, keep_audio=False)
     return spectrograms(ds), len(ds) / len(set(ds["song"]))
 
 
@@ -49,8 +52,8 @@ def step_flops(config: DiTConfig, batch_size: int, device: torch.device) -> int:
 def run(device: torch.device, config: DiTConfig = DiTConfig.preset("seed"),
         spec: SpectrogramConfig = SpectrogramConfig.preset("seed"), steps: int | None = None,
         batch_size: int = SEED_BATCH, epochs: int = SEED_EPOCHS, songs: int = SEED_SONGS,
-        demo_songs: int | None = None, compile: bool = False) -> dict:
-    clips, clips_per_song = demo_clips(spec, demo_songs)
+        source: str = "scores", sample_songs: int = 16, compile: bool = False) -> dict:
+    clips, clips_per_song = source_clips(source, spec, min(sample_songs, songs))
     clip_count = round(songs * clips_per_song)
     total_steps = epochs * (clip_count // batch_size)
     measured_steps = min(steps or total_steps, total_steps)
@@ -85,7 +88,7 @@ def run(device: torch.device, config: DiTConfig = DiTConfig.preset("seed"),
     flops = step_flops(config, batch_size, device)
     peak_rate = peak_flops / measure.median(peaks)
     return {"benchmark": "seed-workload", "config": config.to_dict(), "songs": songs, "epochs": epochs,
-            "batch_size": batch_size, "demo_clips": len(clips), "clips_per_song": clips_per_song,
+            "batch_size": batch_size, "source": source, "source_clips": len(clips), "clips_per_song": clips_per_song,
             "clip_count": clip_count, "total_steps": total_steps, "measured_steps": measured_steps,
             "measured_seconds": wall, "steady_steps_per_s": steady, "projected": not full, "seconds": seconds,
             "speedup_vs_seed": SEED_SECONDS / seconds, "peak_memory_bytes": peak, "data_bytes": data.nbytes,
@@ -97,8 +100,9 @@ def report(result: dict) -> str:
     what = "projected from" if result["projected"] else "measured over"
     lines = [
         f"seed workload: {result['epochs']} epochs x {result['clip_count']} clips "
-        f"({result['songs']} songs x {result['clips_per_song']:.1f} clips per song, the demo set's "
-        f"{result['demo_clips']} clips repeated), batch {result['batch_size']} = {result['total_steps']} steps, "
+        f"({result['songs']} songs x {result['clips_per_song']:.1f} clips per song; "
+        f"{result['source_clips']} clips of {result['source']!r} repeated), "
+        f"batch {result['batch_size']} = {result['total_steps']} steps, "
         f"DiT of width {result['config']['hidden_size']}, depth {result['config']['depth']}"
         f"{', compiled' if result['compile'] else ''}",
         f"  {result['measured_steps']} steps in {result['measured_seconds']:.1f} s, steady "
