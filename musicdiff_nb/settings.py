@@ -58,7 +58,8 @@ class RunSettings:
     def model_config(self, **overrides) -> DiTConfig:
         """The DiT preset, sized for these settings' spectrograms."""
         spec = self.spectrogram
-        return DiTConfig.preset(self.model_preset, in_channels=spec.channels, input_size=spec.shape[1:], **overrides)
+        sized = dict(in_channels=spec.channels, input_size=spec.shape[1:])
+        return DiTConfig.preset(self.model_preset, **{**sized, **overrides})
 
     def train_config(self, **overrides) -> TrainConfig:
         """Steps, batch, learning rate and EMA of these settings; checkpoints in ``run_dir``."""

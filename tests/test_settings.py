@@ -24,6 +24,8 @@ def test_the_pieces_fit_together(mode):
     assert (train.steps, train.batch_size, train.lr) == (7, settings.batch_size, settings.lr)
     assert train.checkpoint_path == Path("runs") / mode / "last.pt"
     assert mode in settings.describe() and str(spec.shape) in settings.describe()
+    magnitude = settings.model_config(in_channels=1, cond_dim=5)  # another representation, conditioned
+    assert (magnitude.in_channels, magnitude.cond_dim, magnitude.input_size) == (1, 5, spec.shape[1:])
 
 
 def test_gpu_mode_is_the_seeds_workload():
