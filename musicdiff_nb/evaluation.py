@@ -16,9 +16,9 @@ import torch
 
 from .judge import LabelJudge
 from .model import DiT
+from .neighbours import log_magnitude_features, rms_distance_db
 from .sample import sample
 from .schedule import DDPMSchedule
-from .spectrogram import magnitude_db
 
 
 def samples_per_label(model: DiT, schedule: DDPMSchedule, label_sets, n_per_set: int, guidance_scale: float,
@@ -44,12 +44,12 @@ def hit_rate(judge: LabelJudge, specs: torch.Tensor, requested) -> float:
 
 def diversity(specs: torch.Tensor, requested, spectrogram) -> float:
     """Mean RMS distance (dB) between two clips generated for the same labels."""
-    db = magnitude_db(specs, spectrogram).flatten(1)
+    db = log_magnitude_features(specs, spectrogram, floor_db=-100.0)
     distances = []
     for label in dict.fromkeys(requested):
         group = db[[i for i, r in enumerate(requested) if r == label]]
         if len(group) > 1:
-            pairs = torch.cdist(group, group) / group.shape[1] ** 0.5
+            pairs = rms_distance_db(group, group)
             distances.append(pairs[torch.triu_indices(len(group), len(group), 1).unbind()])
     return float(torch.cat(distances).mean())
 

@@ -28,6 +28,11 @@ def log_magnitude_features(specs: torch.Tensor, cfg: SpectrogramConfig, floor_db
     return magnitude_db(specs.detach().float().cpu(), cfg, floor_db).flatten(1)
 
 
+def rms_distance_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Features [A, D] and [B, D] in dB -> their RMS distances [A, B] (dB)."""
+    return torch.cdist(a.double(), b.double()) / a.shape[1] ** 0.5
+
+
 def nearest_clips(queries: torch.Tensor, references: torch.Tensor, cfg: SpectrogramConfig,
                   exclude_self: bool = False, floor_db: float = -80.0) -> Neighbours:
     """For each of ``queries`` [Q, C, F, T], the nearest of ``references``
@@ -38,7 +43,7 @@ def nearest_clips(queries: torch.Tensor, references: torch.Tensor, cfg: Spectrog
                          "must be clips of the same shape")
     q = log_magnitude_features(queries, cfg, floor_db)
     r = log_magnitude_features(references, cfg, floor_db)
-    distances = torch.cdist(q.double(), r.double()) / q.shape[1] ** 0.5
+    distances = rms_distance_db(q, r)
     if exclude_self:
         if len(q) != len(r):
             raise ValueError("exclude_self needs the queries to be the references")
