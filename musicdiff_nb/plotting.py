@@ -96,9 +96,10 @@ def plot_spectrograms(specs, cfg: SpectrogramConfig, titles=None, columns: int =
     fig, axes = new_figure(rows, cols, size=(3.6 * cols, 2.8 * rows))
     for i, ax in enumerate(axes.flat):
         if i < len(specs):
-            draw_spectrogram(ax, specs[i], cfg, titles[i] if titles else "", colorbar=i == len(specs) - 1)
+            im = draw_spectrogram(ax, specs[i], cfg, titles[i] if titles else "", colorbar=False)
         else:
             ax.axis("off")
+    fig.colorbar(im, ax=axes, label="magnitude (dB)")  # one scale for all: they share vmin and vmax
     if suptitle:
         fig.suptitle(suptitle)
     return fig
@@ -613,7 +614,7 @@ def plot_guidance_sweep(sweep: list[dict], real_hit_rate: float | None = None,
     """Hit rate and diversity (rows of ``evaluation.guidance_sweep``) against
     the guidance scale s; s = 0 is the unconditioned model."""
     scales = [row["scale"] for row in sweep]
-    fig, (hits, spread) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    fig, ((hits, spread),) = new_figure(1, 2, size=(10, 3.6))
     hits.plot(scales, [100 * row["hit_rate"] for row in sweep], "o-", label="generated clips")
     if real_hit_rate is not None:
         hits.axhline(100 * real_hit_rate, color="gray", ls="--", label="real clips (held out)")
