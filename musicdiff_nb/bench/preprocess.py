@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
-from ..data import clip_starts, decode_audio, demo_folder, load_music_dataset
+from ..data import clip_starts, decode_audio, demo_folder, folder_songs, load_music_dataset
 from ..spectrogram import SpectrogramConfig, to_spectrogram
 from . import measure
 
@@ -25,9 +26,9 @@ BATCH = 64  # clips per call, as load_music_dataset's map
 
 
 def audio_files(source: str, songs: int) -> list[Path]:
+    """The first ``songs`` audio files of the folder, as ``load_music_dataset`` finds them."""
     folder = demo_folder() if source == "demo" else Path(source)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".ogg", ".wav", ".flac", ".mp3"))
-    return files[:songs]
+    return [Path(song["audio"]["path"]) for song in folder_songs(folder)[:songs]]
 
 
 def clips(files: list[Path], cfg: SpectrogramConfig, max_clips: int | None) -> torch.Tensor:
@@ -56,19 +57,10 @@ def in_batches(fn, data):
 
 def build_cache(source: str, cfg: SpectrogramConfig, songs: int, max_clips_per_song: int | None) -> int:
     """``load_music_dataset`` into a fresh, empty cache; the number of clips."""
-    with tempfile.TemporaryDirectory() as cache:
-        previous = os.environ.get("MUSICDIFF_CACHE")
-        os.environ["MUSICDIFF_CACHE"] = cache
-        try:
-            folder = str(demo_folder() if source == "demo" else source)
-            ds = load_music_dataset(folder, cfg, max_songs=songs, max_clips_per_song=max_clips_per_song,
-                                    keep_audio=False)
-            return len(ds)
-        finally:
-            if previous is None:
-                del os.environ["MUSICDIFF_CACHE"]
-            else:
-                os.environ["MUSICDIFF_CACHE"] = previous
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, MUSICDIFF_CACHE=cache):
+        folder = str(demo_folder() if source == "demo" else source)
+        ds = load_music_dataset(folder, cfg, max_songs=songs, max_clips_per_song=max_clips_per_song, keep_audio=False)
+        return len(ds)
 
 
 def run(cfg: SpectrogramConfig, source: str = "demo", songs: int = 10, max_clips_per_song: int | None = None,
