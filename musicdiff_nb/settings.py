@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +65,6 @@ class RunSettings:
         values = dict(steps=self.train_steps, batch_size=self.batch_size, lr=self.lr, ema_decay=self.ema_decay,
                       out_dir=str(self.run_dir))
         return TrainConfig(**{**values, **overrides})
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def notebook_settings(mode: str | None = None) -> RunSettings:
