@@ -10,9 +10,13 @@ frequency axis is a power of two and divides by the model's patch size):
   Nyquist bin).
 - ``"magnitude"``: one channel of log magnitude. The phase is thrown away and
   recovered by Griffin-Lim, which is lossy.
+- ``"mel"``: one channel of log magnitude on ``n_mels`` mel bands (as
+  audio-diffusion does); each band is the mean magnitude of the STFT bins
+  under its triangle. Inverse: least squares back to the STFT bins
+  (torchaudio's ``InverseMelScale``), then Griffin-Lim.
 
 Shapes: ``to_spectrogram`` maps ``[..., samples]`` to ``[..., C, F, T]`` with
-``C = cfg.channels``, ``F = n_fft // 2`` and ``T = 1 + samples // hop_length``.
+``C = cfg.channels``, ``F = cfg.freq_bins`` (``n_fft // 2``, or ``n_mels``) and ``T = 1 + samples // hop_length``.
 A clip of ``cfg.clip_samples`` samples gives exactly ``cfg.frames`` frames.
 """
 
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torchaudio.functional as AF
 
-REPRESENTATIONS = ("complex", "magnitude")
+REPRESENTATIONS = ("complex", "magnitude", "mel")
 
 # Log-magnitude normalisation: log(|X| + eps) is shifted and scaled to about
 # zero mean and unit variance on music (measured on the demo set).
@@ -48,6 +52,7 @@ class SpectrogramConfig:
     compression: float = 0.5
     scale: float = 0.12
     griffin_lim_iters: int = 64
+    n_mels: int = 128
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
@@ -62,6 +67,9 @@ class SpectrogramConfig:
             raise ValueError(f"compression={self.compression}: use an exponent in (0, 1], e.g. 0.5")
         if self.sample_rate <= 0 or self.scale <= 0:
             raise ValueError("sample_rate and scale must be positive")
+        if self.representation == "mel" and not 2 <= self.n_mels <= self.n_fft // 4:
+            raise ValueError(f"n_mels={self.n_mels} with n_fft={self.n_fft}: a mel band needs a few STFT bins "
+                             f"under it; use n_fft >= 4 * n_mels (e.g. n_fft={8 * self.n_mels})")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SpectrogramConfig":
@@ -81,7 +89,7 @@ class SpectrogramConfig:
 
     @property
     def freq_bins(self) -> int:
-        return self.n_fft // 2
+        return self.n_mels if self.representation == "mel" else self.n_fft // 2
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -97,7 +105,9 @@ class SpectrogramConfig:
         return self.clip_samples / self.sample_rate
 
     def frequencies(self) -> torch.Tensor:
-        """Centre frequency of each bin in Hz."""
+        """Centre frequency of each bin (or mel band) in Hz."""
+        if self.representation == "mel":
+            return mel_filters(self).argmax(dim=0) * self.sample_rate / self.n_fft
         return torch.arange(self.freq_bins) * self.sample_rate / self.n_fft
 
     def times(self, frames: int | None = None) -> torch.Tensor:
@@ -108,6 +118,34 @@ class SpectrogramConfig:
 def _window(cfg: SpectrogramConfig, like: torch.Tensor) -> torch.Tensor:
     dtype = like.real.dtype if like.is_complex() else like.dtype
     return torch.hann_window(cfg.n_fft, device=like.device, dtype=dtype)
+
+
+def mel_filters(cfg: SpectrogramConfig) -> torch.Tensor:
+    """[n_fft//2, n_mels] weights: each mel band averages the STFT bins under its triangle."""
+    fb = AF.melscale_fbanks(cfg.n_fft // 2, 0.0, cfg.sample_rate / 2, cfg.n_mels, cfg.sample_rate,
+                            mel_scale="slaney")
+    return fb / fb.sum(dim=0, keepdim=True)
+
+
+def _log_magnitude(magnitude: torch.Tensor) -> torch.Tensor:
+    """[..., F, T] magnitudes -> the normalised one-channel tensor [..., 1, F, T]."""
+    return ((torch.log(magnitude + _LOG_EPS) - _LOG_SHIFT) / _LOG_SCALE).unsqueeze(-3)
+
+
+def _exp_magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``_log_magnitude``."""
+    return (torch.exp(spec[..., 0, :, :] * _LOG_SCALE + _LOG_SHIFT) - _LOG_EPS).clamp_min(0)
+
+
+def _magnitude(spec: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:
+    """|X| without the Nyquist bin, [..., n_fft//2, T], from a model tensor of any representation."""
+    if cfg.representation == "complex":
+        return (spec.pow(2).sum(dim=-3).sqrt() * cfg.scale).pow(1 / cfg.compression)
+    magnitude = _exp_magnitude(spec)
+    if cfg.representation == "mel":
+        # the least-squares inverse of the filters (what torchaudio's InverseMelScale solves), kept >= 0
+        magnitude = (torch.linalg.pinv(mel_filters(cfg).T).to(spec.device) @ magnitude).clamp_min(0)
+    return magnitude
 
 
 def stft(waveform: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:
@@ -145,8 +183,9 @@ def to_spectrogram(waveform: torch.Tensor, cfg: SpectrogramConfig = SpectrogramC
         # compress(x) / scale, applied as one real gain per bin: fewer passes over complex data
         gain = x.abs().clamp_min_(1e-12).pow_(cfg.compression - 1).div_(cfg.scale)
         return torch.stack([x.real * gain, x.imag * gain], dim=-3)
-    log_mag = (torch.log(x.abs() + _LOG_EPS) - _LOG_SHIFT) / _LOG_SCALE
-    return log_mag.unsqueeze(-3)
+    if cfg.representation == "mel":
+        return _log_magnitude((x.abs().transpose(-1, -2) @ mel_filters(cfg).to(x.device)).transpose(-1, -2))
+    return _log_magnitude(x.abs())
 
 
 def to_waveform(spec: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig(), length: int | None = None) -> torch.Tensor:
@@ -157,12 +196,12 @@ def to_waveform(spec: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig()
             f"n_fft={cfg.n_fft}: expected [..., {cfg.channels}, {cfg.freq_bins}, frames]"
         )
     spec = spec.float()
-    nyquist = torch.zeros_like(spec[..., :1, :])
-    spec = torch.cat([spec, nyquist], dim=-2)
     if cfg.representation == "complex":
+        spec = torch.cat([spec, torch.zeros_like(spec[..., :1, :])], dim=-2)  # the Nyquist bin
         x = torch.complex(spec[..., 0, :, :], spec[..., 1, :, :]) * cfg.scale
         return istft(decompress(x, cfg.compression), cfg, length)
-    magnitude = (torch.exp(spec[..., 0, :, :] * _LOG_SCALE + _LOG_SHIFT) - _LOG_EPS).clamp_min(0)
+    magnitude = _magnitude(spec, cfg)
+    magnitude = torch.cat([magnitude, torch.zeros_like(magnitude[..., :1, :])], dim=-2)
     magnitude = magnitude * _window(cfg, spec).norm()  # griffinlim's STFT is not normalised
     return AF.griffinlim(
         magnitude, window=_window(cfg, spec), n_fft=cfg.n_fft, hop_length=cfg.hop_length,
@@ -173,13 +212,11 @@ def to_waveform(spec: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig()
 
 def magnitude_db(spec: torch.Tensor, cfg: SpectrogramConfig, floor_db: float = -100.0) -> torch.Tensor:
     """The STFT magnitude in dB, [..., F, T], behind a model tensor [..., C, F, T]
-    of either representation (what a spectrogram plot shows)."""
+    of any representation (for ``"mel"``: the mel bands' magnitude; what a
+    spectrogram plot shows)."""
     spec = spec.float()
-    if cfg.representation == "complex":
-        compressed = spec.pow(2).sum(dim=-3).sqrt() * cfg.scale
-        magnitude = compressed.pow(1 / cfg.compression)
-    else:
-        magnitude = (torch.exp(spec[..., 0, :, :] * _LOG_SCALE + _LOG_SHIFT) - _LOG_EPS).clamp_min(0)
+    # for mel, the bands themselves: what a mel spectrogram plot shows
+    magnitude = _exp_magnitude(spec) if cfg.representation == "mel" else _magnitude(spec, cfg)
     return db(magnitude, floor_db)
 
 
@@ -208,6 +245,6 @@ def db(x: torch.Tensor, floor_db: float = -100.0) -> torch.Tensor:
 
 
 __all__ = [
-    "SpectrogramConfig", "to_spectrogram", "to_waveform", "stft", "istft", "compress", "decompress",
+    "SpectrogramConfig", "to_spectrogram", "to_waveform", "stft", "istft", "compress", "decompress", "mel_filters",
     "magnitude_db", "snr_db", "spectral_convergence", "round_trip_quality", "db",
 ]
