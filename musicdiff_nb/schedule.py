@@ -86,6 +86,17 @@ class DDPMSchedule:
         """Signal-to-noise ratio abar_t / (1 - abar_t) for every t."""
         return self.alphas_cumprod / (1 - self.alphas_cumprod)
 
+    def min_snr_weight(self, t, like: torch.Tensor, prediction_type: str = "sample", gamma: float = 5.0):
+        """Min-SNR-gamma loss weight (Hang et al. 2023): the loss of every
+        target weighted as if it were min(SNR_t, gamma) times the x0 error, so
+        that the nearly clean timesteps (huge SNR) no longer dominate training."""
+        _check_prediction_type(prediction_type)
+        a = self.abar(t, like)
+        snr = a / (1 - a)
+        clipped = snr.clamp(max=gamma)
+        # the x0 error of an eps (v) prediction is 1/SNR (1/(SNR+1)) times its own
+        return clipped / {"sample": 1.0, "epsilon": snr, "v_prediction": snr + 1}[prediction_type]
+
     # -- forward process ----------------------------------------------------
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
         a = self.abar(t, x0)

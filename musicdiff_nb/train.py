@@ -35,27 +35,36 @@ from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 # settings a resumed run must share with its checkpoint: they fix the data
 # order, the random draws and the optimisation, so changing them midway would
 # silently make a different run (steps, epochs, devices, logging may change)
-RUN_SETTINGS = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "cond_dropout", "seed")
+RUN_SETTINGS = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "cond_dropout", "seed",
+                "loss_weighting", "min_snr_gamma")
 
 
 @dataclass
 class TrainConfig:
     """``batch_size`` is the global batch, split over processes under torchrun.
-    ``epochs``, when set, overrides ``steps``. Checkpoints go to
+    ``epochs``, when set, overrides ``steps``; ``time_limit`` (seconds of
+    training, counted over resumed runs too) stops earlier, at the first
+    logged step past it: a budget of time instead of steps.
+    ``loss_weighting="min_snr"`` weights each sample's MSE by min-SNR-gamma
+    (``DDPMSchedule.min_snr_weight``); ``"none"`` is plain MSE. Checkpoints go to
     ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end; with
     ``resume`` a run finds its checkpoint there and continues."""
 
     steps: int = 2000
     epochs: float | None = None
+    time_limit: float | None = None
     batch_size: int = 32
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cond_dropout: float = 0.1
+    loss_weighting: str = "none"
+    min_snr_gamma: float = 5.0
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -69,6 +78,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: use one of {PRECISIONS}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting={self.loss_weighting!r}: use one of {LOSS_WEIGHTINGS}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"time_limit={self.time_limit}: give a positive number of seconds, or None")
         if self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, log_every and checkpoint_every must be >= 1")
         if self.checkpoint_every % self.log_every:
@@ -242,6 +255,14 @@ class _Processes:
             value = value / self.world
         return value
 
+    def any(self, flag: bool, device) -> bool:
+        """True when ``flag`` holds on any process (so that all stop together)."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor(int(flag), device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value)
+
     def same_everywhere(self, value: int, device) -> bool:
         if self.world == 1:
             return True
@@ -298,6 +319,17 @@ def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Pr
     if model.config.cond_dim and cond is not None and cond.shape != (len(x0), model.config.cond_dim):
         raise ValueError(f"condition vectors of shape {tuple(cond.shape)} do not fit the model's "
                          f"cond_dim={model.config.cond_dim}")
+
+
+def diffusion_loss(output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                   schedule: DDPMSchedule, prediction_type: str, cfg: TrainConfig) -> torch.Tensor:
+    """MSE between the network's output and its target, each sample weighted
+    by ``cfg.loss_weighting``."""
+    target = schedule.training_target(x0, noise, t, prediction_type)
+    if cfg.loss_weighting == "none":
+        return F.mse_loss(output, target)
+    weight = schedule.min_snr_weight(t, x0, prediction_type, cfg.min_snr_gamma)
+    return (weight * (output - target).pow(2)).mean()
 
 
 def _finite(model: DiT) -> bool:
@@ -391,7 +423,7 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
         noise, t, drop = _draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, procs, device)
         with autocast:
             out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
-        loss = F.mse_loss(out.float(), schedule.training_target(clean, noise, t, model.config.prediction_type))
+        loss = diffusion_loss(out.float(), clean, noise, t, schedule, model.config.prediction_type, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -411,6 +443,8 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
             history.loss.append(value)
             history.seconds += time.perf_counter() - started
             started = time.perf_counter()
+            if cfg.time_limit is not None and procs.any(history.seconds >= cfg.time_limit, device):
+                total = step  # the budget is spent: this step is the last, and is saved
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{value:.4f}")
             if is_main_process() and callback is not None:

@@ -91,3 +91,17 @@ def test_timesteps_and_errors():
         schedule.predict_x0(torch.zeros(1), torch.zeros(1), 0, "score")
     with pytest.raises(ValueError, match="num_inference_steps"):
         schedule.timesteps(2000)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon", "v_prediction"])
+def test_min_snr_weight_is_min_snr_gamma_in_x0_units(prediction_type):
+    """Hang et al. 2023: weight min(SNR, gamma) on the x0 error; an eps
+    error is SNR times smaller, a v error SNR + 1 times."""
+    schedule = DDPMSchedule()
+    t = torch.tensor([0, 100, 500, 999])
+    snr = schedule.snr()[t]
+    per_x0 = torch.minimum(snr, torch.tensor(5.0))
+    expected = {"sample": per_x0, "epsilon": per_x0 / snr, "v_prediction": per_x0 / (snr + 1)}[prediction_type]
+    got = schedule.min_snr_weight(t, torch.zeros(4, 1, 2, 2), prediction_type, gamma=5.0)
+    assert got.shape == (4, 1, 1, 1)
+    torch.testing.assert_close(got.flatten(), expected, rtol=1e-5, atol=0)

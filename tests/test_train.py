@@ -130,3 +130,23 @@ def test_resume_refuses_other_run_settings_or_data(demo_clips, tmp_path):
     history = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=5, log_every=3, checkpoint_every=3,
                                                                 device="cpu"))
     assert history.step == [1, 2, 3, 5]
+
+
+def test_a_time_limit_ends_the_run_at_a_logged_step_and_saves_it(demo_clips, tmp_path):
+    cfg = TrainConfig(steps=10**6, time_limit=1.0, batch_size=6, log_every=5, checkpoint_every=10**6,
+                      out_dir=str(tmp_path), progress=False)
+    history = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    steps = history.step[-1]
+    assert 0 < steps < 10**6 and steps % 5 == 0 and history.seconds >= 1.0
+    assert load_checkpoint(tmp_path / "last.pt").step == steps
+    # resumed with a larger budget, it continues from there
+    more = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, time_limit=2.0))
+    assert more.step[-1] > steps and more.seconds >= 2.0
+
+
+def test_min_snr_weighting_learns(demo_clips):
+    cfg = TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10, loss_weighting="min_snr", progress=False)
+    history = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    assert history.loss[-1] < 0.8 * history.loss[0], history.loss
+    with pytest.raises(ValueError, match="loss_weighting"):
+        TrainConfig(loss_weighting="snr")
