@@ -277,7 +277,33 @@ def _file_stamps(songs: list[dict]) -> list:
     return stamps
 
 
+SUBSETS = ("all", "train", "held_out")
+SPLIT = {"held_out": 0.2, "split_seed": 0}  # the split of every run the package makes: 2 of the 10 demo themes
+
+
+def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[int]:
+    """Indices of the songs kept out of training: ``share`` of them (at least
+    one when there are two or more), drawn by ``seed``: the same songs on
+    every machine and every run."""
+    if not 0 < share < 1:
+        raise ValueError(f"held_out={share}: give the share of songs to hold out, between 0 and 1 (e.g. 0.2)")
+    count = min(max(1, round(share * num_songs)), num_songs - 1) if num_songs > 1 else 0
+    order = torch.randperm(num_songs, generator=torch.Generator().manual_seed(seed))
+    return sorted(order[:count].tolist())
+
+
+def _subset(songs, subset: str, share: float, seed: int):
+    if subset not in SUBSETS:
+        raise ValueError(f"subset={subset!r}: use one of {SUBSETS}")
+    if subset == "all":
+        return songs
+    held = set(held_out_songs(len(songs), share, seed))
+    keep = [i for i in range(len(songs)) if (i in held) == (subset == "held_out")]
+    return [songs[i] for i in keep] if isinstance(songs, list) else songs.select(keep)
+
+
 def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = SpectrogramConfig(), *,
+                       subset: str = "all", held_out: float = SPLIT["held_out"], split_seed: int = SPLIT["split_seed"],
                        split: str = "train", max_songs: int | None = None, max_clips_per_song: int | None = None,
                        clip_hop: int | None = None, silence_db: float = -50.0, keep_audio: bool = True,
                        audio_column: str | None = None, label_column: str | None = None) -> datasets.Dataset:
@@ -288,6 +314,11 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
 
     ``clip_hop`` (samples, default: one clip) sets the spacing of clips in a
     song; clips quieter than ``silence_db`` (RMS) are dropped.
+
+    ``subset`` splits by song, never by clip: ``"train"`` leaves out the
+    ``held_out`` share of the songs (drawn by ``split_seed``, see
+    ``held_out_songs``), ``"held_out"`` is only those songs (the real music a
+    model is scored against, quality.py), ``"all"`` is every song.
     """
     clip_hop = clip_hop or spectrogram.clip_samples
     columns = None
@@ -304,6 +335,9 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
         songs = songs[:max_songs] if isinstance(songs, list) else songs.select(range(min(max_songs, len(songs))))
     if len(songs) == 0:
         raise ValueError(f"{source!r} holds no songs")
+    songs = _subset(songs, subset, held_out, split_seed)
+    if len(songs) == 0:
+        raise ValueError(f"{source!r} has a single song: nothing can be held out of training; use subset='all'")
     identity = _file_stamps(songs) if columns is None else [source, split, songs._fingerprint]
     vocabulary = _vocabulary(songs, columns)
 

@@ -201,3 +201,17 @@ def test_processes_fetching_the_demo_set_at_once_all_get_it(tmp_path, monkeypatc
     monkeypatch.setattr(subprocess, "run", run_meanwhile_another_process_finishes)
     assert demo_folder() == published
     assert [p.name for p in published.iterdir()] == ["theirs.ogg"]
+
+
+def test_held_out_songs_are_a_song_level_split_fixed_by_seed():
+    from musicdiff_nb.data import held_out_songs
+    assert held_out_songs(10) == held_out_songs(10) and len(held_out_songs(10)) == 2
+    assert held_out_songs(10, seed=1) != held_out_songs(10)
+    assert held_out_songs(2) in ([0], [1]) and held_out_songs(1) == []
+    kwargs = dict(max_clips_per_song=2, keep_audio=False)
+    train_songs = set(load_music_dataset("demo", TEST_SPEC, subset="train", **kwargs)["song"])
+    held = set(load_music_dataset("demo", TEST_SPEC, subset="held_out", **kwargs)["song"])
+    every = set(load_music_dataset("demo", TEST_SPEC, **kwargs)["song"])
+    assert not train_songs & held and train_songs | held == every and len(held) == 2
+    with pytest.raises(ValueError, match="subset"):
+        load_music_dataset("demo", TEST_SPEC, subset="test")
