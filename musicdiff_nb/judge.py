@@ -38,6 +38,17 @@ class LabelJudge(nn.Module):
         return self.net(self.features(spec))
 
     @torch.no_grad()
+    def embedding(self, spec: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer [B, hidden]: what the judge knows of a clip
+        before it names labels (the embedding of quality.py's Fréchet distance)."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = self.net[:-1](self.features(spec.to(device))).cpu()
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
     def probabilities(self, spec: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         was_training = self.training
         self.eval()

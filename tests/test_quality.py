@@ -1,0 +1,67 @@
+"""The quality measure: real music scores near 0, noise near 1, music with
+noise added in between, and the score does not hang on the seed."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from musicdiff_nb import to_spectrogram
+from musicdiff_nb.quality import block_energy, build_reference, frechet_distance, score, silence_ratio
+
+from conftest import TEST_SPEC
+
+N = 48
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Held-out demo songs; the last N clips are kept out of the reference, to be scored as 'real'."""
+    return build_reference("demo", TEST_SPEC, max_train_clips_per_song=8, judge_steps=150)
+
+
+def scored(reference, waves, seed=0):
+    rest = replace(reference, real=reference.real[:-N])
+    return score(rest, to_spectrogram(waves, TEST_SPEC), patch_size=8, seed=seed)
+
+
+def with_noise(waves, share, seed=0):
+    noise = torch.randn(waves.shape, generator=torch.Generator().manual_seed(seed))
+    return waves + share * waves.pow(2).mean(-1, keepdim=True).sqrt() * noise
+
+
+def test_frechet_distance_of_gaussians():
+    """Two Gaussians with identity covariance and means 2 apart: FD = 4 (up to sampling)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20000, 3, generator=g), torch.randn(20000, 3, generator=g) + torch.tensor([2.0, 0, 0])
+    assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.1)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ranks_real_above_noisy_music_above_noise(reference):
+    real = reference.real[-N:]
+    results = {name: scored(reference, waves) for name, waves in
+               [("real", real), ("noisy", with_noise(real, 0.5)), ("noise", with_noise(0 * real, 1) + 1e-2 * torch.randn(real.shape))]}
+    for embedding in ("features", "judge"):
+        s = {name: r.fd[embedding]["normalised"] for name, r in results.items()}
+        assert s["real"] < s["noisy"] < s["noise"], (embedding, s)
+        assert abs(s["real"]) < 0.1 and s["noise"] > 0.5, (embedding, s)
+    assert results["noisy"].clips["flatness"] > results["real"].clips["flatness"]
+
+
+@pytest.mark.slow
+def test_stable_across_seeds(reference):
+    """Other halves, other noise: the normalised score of the same clips moves by less than 0.05."""
+    noisy = with_noise(reference.real[-N:], 0.5)
+    a, b = scored(reference, noisy, seed=0), scored(reference, noisy, seed=1)
+    for embedding in ("features", "judge"):
+        assert abs(a.fd[embedding]["normalised"] - b.fd[embedding]["normalised"]) < 0.05, (a.fd, b.fd)
+
+
+def test_block_energy_sees_patch_squares_and_silence_is_counted():
+    smooth = torch.randn(2, 2, 128, 64).cumsum(-1).cumsum(-2) * 1e-3
+    squares = smooth + torch.randn(2, 2, 16, 8).repeat_interleave(8, -2).repeat_interleave(8, -1)
+    assert (block_energy(squares, TEST_SPEC, 8) > 2 * block_energy(smooth, TEST_SPEC, 8)).all()
+    wave = torch.cat([torch.zeros(8000), 0.1 * torch.randn(8000)])[None]
+    assert silence_ratio(wave, 16000).item() == pytest.approx(0.5, abs=0.05)
