@@ -10,6 +10,7 @@ laptop CPU:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -17,25 +18,37 @@ from pathlib import Path
 import torch
 
 from . import bench
+from .data import SPLIT
 
 
 def _data_args(p: argparse.ArgumentParser):
     p.add_argument("--data", default="demo", help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
     p.add_argument("--spectrogram", default="small", choices=["small", "seed"], help="spectrogram preset (small: CPU, seed: GPU)")
-    p.add_argument("--representation", default="complex", choices=["complex", "magnitude"])
+    p.add_argument("--representation", default="complex", choices=["complex", "magnitude", "mel"])
+    p.add_argument("--compression", type=float, default=None, help="complex: the amplitude exponent (preset: 0.5)")
+    p.add_argument("--n-fft", type=int, default=None, help="STFT size (preset's by default; mel needs >= 4 x 128)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (sets the clip length)")
     p.add_argument("--max-songs", type=int, default=None)
     p.add_argument("--max-clips-per-song", type=int, default=None)
+    p.add_argument("--held-out", type=float, default=SPLIT["held_out"],
+                   help="share of the songs kept out of training, to score the model against (0: train on all)")
 
 
 def _spectrogram(args):
     from . import SpectrogramConfig
-    return SpectrogramConfig.preset(args.spectrogram, representation=args.representation)
+    chosen = {k: v for k, v in dict(compression=args.compression, n_fft=args.n_fft, frames=args.frames).items()
+              if v is not None}
+    return SpectrogramConfig.preset(args.spectrogram, representation=args.representation, **chosen)
+
+
+def _split(args) -> dict:
+    return {"held_out": args.held_out, "split_seed": SPLIT["split_seed"]} if args.held_out else {}
 
 
 def _load(args, spec):
     from . import load_music_dataset
-    return load_music_dataset(args.data, spec, max_songs=args.max_songs,
-                              max_clips_per_song=args.max_clips_per_song, keep_audio=False)
+    return load_music_dataset(args.data, spec, subset="train" if args.held_out else "all", **_split(args),
+                              max_songs=args.max_songs, max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):
@@ -53,12 +66,14 @@ def train(args):
     from .train import check_resume, is_main_process
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
     spec = _spectrogram(args)
+    patch = {"patch_size": args.patch_size} if args.patch_size else {}
     config = DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
-                              prediction_type=args.prediction_type)
+                              prediction_type=args.prediction_type, **patch)
     schedule = DDPMSchedule(beta_schedule=args.beta_schedule)
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
-                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile)
+                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile,
+                      loss_weighting=args.loss_weighting, time_limit=60 * args.minutes if args.minutes else None)
     conditioned = args.conditional or args.text
     if not conditioned:  # a conditioned model's size needs the labels: train() checks it after loading
         check_resume(cfg, config, schedule)
@@ -73,7 +88,7 @@ def train(args):
         print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
               f"{cfg.checkpoint_path}")
     history = train(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
-                                                          "data": args.data})
+                                                          "data": args.data, "split": _split(args)})
     if is_main_process():
         save_figure(plot_loss(history, f"{args.preset} on {args.data}"), Path(args.out) / "loss.png")
         print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
@@ -104,6 +119,19 @@ def sample(args):
     print(f"wrote {len(wavs)} WAV files and spectrogram PNGs to {out}")
 
 
+def evaluate(args):
+    from . import pick_device
+    from .files import atomic_write
+    from .quality import evaluate_checkpoint
+    report = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, steps=args.steps, sampler=args.sampler,
+                                 seed=args.seed, device=pick_device(args.device))
+    print(report.summary())
+    if args.json:
+        with atomic_write(args.json, "w") as f:
+            json.dump({"checkpoint": args.checkpoint, "sampler": args.sampler, "steps": args.steps,
+                       **report.to_dict()}, f, indent=1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m musicdiff_nb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +151,10 @@ def main(argv=None):
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
+    p.add_argument("--loss-weighting", default="none", choices=["none", "min_snr"])
+    p.add_argument("--patch-size", type=int, default=None, help="DiT patch size (the preset's by default)")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much training time (a budget "
+                                                               "instead of --steps; resumed runs count their time)")
     p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels (multi-hot)")
     p.add_argument("--text", action="store_true",
                    help="condition on the text of the labels, embedded by a sentence encoder (enables --prompt)")
@@ -147,6 +179,17 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")
     p.set_defaults(run=sample)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint's samples against the real songs its training held out")
+    p.add_argument("--checkpoint", default="runs/demo/last.pt")
+    p.add_argument("--data", default=None, help="the checkpoint's data by default")
+    p.add_argument("-n", type=int, default=64, help="how many clips to generate and score")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm++"])
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    p.set_defaults(run=evaluate)
 
     p = sub.add_parser("bench", help="benchmarks against named peers (diffusers, librosa, DDPM), printed as ratios")
     bench.add_arguments(p)

@@ -5,7 +5,10 @@ machine, printed as ratios (``python -m musicdiff_nb bench --help``).
 - ``preprocess``: audio -> model spectrograms vs librosa.stft;
 - ``sampling``: DDIM at 25/50/100 steps vs DDPM at 1000;
 - ``seed-workload``: the seed's 5 epochs over 710 songs, time and memory;
-- ``fast-path``: each fast-path choice vs the alternative it replaced.
+- ``fast-path``: each fast-path choice vs the alternative it replaced;
+- ``quality``: sample quality after the same minutes of training, per
+  variant (representation, target, loss weighting, schedule, model, ...) vs
+  the seed's choices.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from ..files import atomic_write
 from ..model import DiTConfig
 from ..spectrogram import SpectrogramConfig
 from ..train import pick_device
-from . import fast_path, measure, preprocess, sampling, seed_workload, train_step
+from . import fast_path, measure, preprocess, quality, sampling, seed_workload, train_step
 
 BENCHMARKS = {"train-step": train_step, "preprocess": preprocess, "sampling": sampling,
-              "seed-workload": seed_workload, "fast-path": fast_path}
+              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality}
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -71,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
     p.add_argument("--repeats", type=int, default=7)
 
+    p = sub.add_parser("quality", parents=[common], help="sample quality after the same minutes of training, "
+                                                         "per variant, vs the seed's choices")
+    p.add_argument("--variants", nargs="+", default=list(quality.VARIANTS), help="some of: " + ", ".join(quality.VARIANTS))
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget of every variant (wall clock)")
+    p.add_argument("-n", type=int, default=64, help="clips generated and scored per variant")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--out", default="runs/quality", help="checkpoints, one folder per variant (run again with "
+                                                         "more --minutes to continue them)")
+
 
 def run(args) -> dict:
     if args.threads:
@@ -89,6 +101,8 @@ def run(args) -> dict:
         config, spec = model_and_spectrogram(args.preset or ("seed" if gpu else "tiny"))
         result = sampling.run(device, config, spec, args.checkpoint, args.clips, tuple(args.ddim_steps),
                               args.train_steps, args.timesteps, repeats=args.repeats)
+    elif args.benchmark == "quality":
+        result = quality.run(args.variants, args.minutes, args.out, args.n, args.sample_steps, args.json)
     elif args.benchmark == "fast-path":
         config, spec = model_and_spectrogram(args.preset)
         result = fast_path.run(device, config, spec, args.batch_size or (64 if gpu else 8), args.repeats)
