@@ -169,7 +169,7 @@ def main(argv=None):
     p = sub.add_parser("sample", help="generate spectrograms and WAV files from a checkpoint")
     p.add_argument("--checkpoint", default="runs/demo/last.pt")
     p.add_argument("-n", type=int, default=4, help="how many clips")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm++"])
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM: 0 = all timesteps)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")

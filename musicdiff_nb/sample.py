@@ -1,4 +1,4 @@
-"""Generation: noise -> (DDPM or DDIM reverse steps) -> spectrogram -> waveform."""
+"""Generation: noise -> (DDPM, DDIM or DPM-Solver++ reverse steps) -> spectrogram -> waveform."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .model import DiT
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig, to_waveform
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpm++")
 
 
 class Trajectory(NamedTuple):
@@ -48,9 +48,15 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     """Draw ``n`` spectrograms [n, C, F, T] from pure noise.
 
     ``sampler="ddim"`` walks ``steps`` respaced timesteps (eta=0:
-    deterministic); ``"ddpm"`` is ancestral sampling, over all T timesteps
-    when ``steps`` is None. ``cond`` [n, cond_dim] (or [cond_dim], repeated)
-    conditions the model and ``guidance_scale`` sets classifier-free guidance.
+    deterministic); ``"dpm++"`` is DPM-Solver++(2M) (Lu et al. 2022), which
+    reuses the previous step's x0 prediction for a second-order update, over
+    the same timesteps as DDIM (``spacing``, "trailing" by default: diffusers'
+    DPMSolverMultistepScheduler with timestep_spacing="trailing", not its
+    default "linspace", so that the two samplers differ only in the update);
+    ``"ddpm"`` is ancestral sampling, over all T timesteps when ``steps`` is
+    None. ``eta`` is DDIM's alone. ``cond`` [n, cond_dim] (or [cond_dim],
+    repeated) conditions the model and ``guidance_scale`` sets classifier-free
+    guidance, whose output every sampler consumes.
     Instead of ``cond``, ``prompt`` (a text, or one per sample) or ``labels``
     (label names) are turned into it the way the model was trained
     (``model.conditioning``, see conditioning.py).
@@ -70,15 +76,18 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     was_training = model.training
     model.eval()
-    xs, x0s = [x], []
+    xs, x0s, previous = [x], [], None
     for i, t in enumerate(tqdm(timesteps, disable=not progress, desc=sampler, unit="step")):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         with autocast:
             out = guided_output(model, x, t, cond, guidance_scale).float()
+        x0 = schedule.predict_x0(out, x, t, config.prediction_type) if return_trajectory or sampler == "dpm++" else None
         if return_trajectory:
-            x0s.append(schedule.predict_x0(out, x, t, config.prediction_type))
+            x0s.append(x0)
         if sampler == "ddim":
             x = schedule.ddim_step(out, t, x, t_prev, config.prediction_type, eta=eta, generator=generator)
+        elif sampler == "dpm++":
+            x, previous = schedule.dpm_solver_step(x0, t, x, t_prev, previous), (x0, t)
         else:
             x = schedule.ddpm_step(out, t, x, t_prev, config.prediction_type, generator=generator)
         if return_trajectory:

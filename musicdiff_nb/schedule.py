@@ -1,5 +1,5 @@
-"""The DDPM noise schedule (Ho et al. 2020), forward noising, and the DDPM and
-DDIM (Song et al. 2021) reverse steps.
+"""The DDPM noise schedule (Ho et al. 2020), forward noising, and the DDPM,
+DDIM (Song et al. 2021) and DPM-Solver++(2M) (Lu et al. 2022) reverse steps.
 
 Notation, as in the notebooks: ``betas`` = beta_t, ``alphas_cumprod`` =
 abar_t = prod_{s<=t} (1 - beta_s), timesteps t = 0 .. T-1 (0-based, as in
@@ -165,6 +165,35 @@ class DDPMSchedule:
             noise = _noise_like(x_t, generator) if noise is None else noise
             x_prev = x_prev + sigma * noise
         return x_prev
+
+    def half_log_snr(self, t, like: torch.Tensor) -> torch.Tensor:
+        """lambda_t = log(alpha_t / sigma_t), alpha_t = sqrt(abar_t), sigma_t =
+        sqrt(1 - abar_t): DPM-Solver's time variable (+inf at the clean end t = -1)."""
+        a = self.abar(t, like)
+        return 0.5 * (a.log() - (-a).log1p())
+
+    def dpm_solver_step(self, x0: torch.Tensor, t, x_t: torch.Tensor, t_prev, previous=None) -> torch.Tensor:
+        """One step x_t -> x_{t_prev} of DPM-Solver++(2M) (Lu et al. 2022,
+        "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+        Models", Algorithm 2), from the model's x0 prediction at t.
+
+        ``previous`` is the (x0 prediction, t) of the step before; without it the
+        update is first order, which is DDIM with eta = 0. The step to the clean
+        end (t_prev = -1, sigma = 0) is first order too and returns x0, as
+        diffusers' DPMSolverMultistepScheduler does with lower_order_final and
+        final_sigmas_type="zero".
+        """
+        a_t, a_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
+        lambda_t, lambda_prev = self.half_log_snr(t, x_t), self.half_log_snr(t_prev, x_t)
+        h = lambda_prev - lambda_t
+        x0_weight = a_prev.sqrt() * -torch.expm1(-h)  # alpha_prev (1 - e^-h)
+        x_prev = ((1 - a_prev) / (1 - a_t)).sqrt() * x_t + x0_weight * x0
+        if previous is None:
+            return x_prev
+        x0_before, t_before = previous
+        h_before = lambda_t - self.half_log_snr(t_before, x_t)
+        correction = torch.where(h.isinf(), 0.0, x0_weight * h / (2 * h_before))  # 0 at the clean end
+        return x_prev + correction * (x0 - x0_before)
 
     def timesteps(self, num_inference_steps: int | None = None, spacing: str = "trailing") -> list[int]:
         """The descending timesteps a sampler visits.

@@ -1,9 +1,10 @@
 """The schedule's numbers against the published formulas, as implemented by
-diffusers' DDPMScheduler / DDIMScheduler (the numerical oracle)."""
+diffusers' DDPMScheduler / DDIMScheduler / DPMSolverMultistepScheduler (the
+numerical oracle)."""
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from musicdiff_nb import DDPMSchedule
 
@@ -66,6 +67,75 @@ def test_ddim_step(beta_schedule, prediction_type, eta, spacing):
         got = ours.ddim_step(out, t, x, t_prev, prediction_type, eta=eta, noise=noise)
         assert torch.allclose(got, expected, atol=ATOL), (t, (got - expected).abs().max())
         x = expected
+
+
+def dpm_solver_oracle(beta_schedule, prediction_type, spacing, steps):
+    """diffusers' DPM-Solver++(2M), set to visit our timesteps."""
+    theirs = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[beta_schedule], beta_start=1e-4, beta_end=0.02,
+        prediction_type=prediction_type, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+        lower_order_final=True, final_sigmas_type="zero", timestep_spacing="trailing")
+    timesteps = DDPMSchedule(beta_schedule=beta_schedule).timesteps(steps, spacing)
+    if spacing == "trailing":
+        theirs.set_timesteps(steps)
+        assert theirs.timesteps.tolist() == timesteps
+    else:  # diffusers' own "leading" differs from DDIM's: hand it ours
+        theirs.set_timesteps(timesteps=timesteps)
+    return theirs
+
+
+def assert_close_for_its_size(got, expected, t):
+    """Within ATOL of the numbers' size (at least 1): float32 keeps 7 digits, and
+    an epsilon model's error becomes x0's times 1 / alpha_t (2e4 at cosine's
+    t = 999), which DPM-Solver carries into x_t."""
+    scale = max(1.0, expected.abs().max().item())
+    assert torch.allclose(got, expected, atol=ATOL * scale, rtol=0), (t, (got - expected).abs().max(), scale)
+
+
+def gaussian_denoiser(schedule, x, t, prediction_type, generator):
+    """A model's output at (x, t) for data x0 ~ N(0, I), where E[x0 | x_t] =
+    alpha_t x_t, E[eps | x_t] = sigma_t x_t and E[v | x_t] = 0, off by noise."""
+    a = schedule.abar(t, x)
+    ideal = {"sample": a.sqrt() * x, "epsilon": (1 - a).sqrt() * x, "v_prediction": torch.zeros_like(x)}
+    return ideal[prediction_type] + 0.1 * torch.randn(x.shape, generator=generator)
+
+
+@pytest.mark.parametrize("spacing, steps", [("trailing", 50), ("trailing", 7), ("leading", 20)])
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon", "v_prediction"])
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_dpm_solver_step(beta_schedule, prediction_type, spacing, steps):
+    ours = DDPMSchedule(beta_schedule=beta_schedule)
+    theirs = dpm_solver_oracle(beta_schedule, prediction_type, spacing, steps)
+    timesteps = ours.timesteps(steps, spacing)
+    g = torch.Generator().manual_seed(4)
+    x, previous = torch.randn(2, 2, 8, 8, generator=g), None
+    for i, t in enumerate(timesteps):
+        out = gaussian_denoiser(ours, x, t, prediction_type, g)
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        expected = theirs.step(out, t, x).prev_sample
+        x0 = ours.predict_x0(out, x, t, prediction_type)
+        got = ours.dpm_solver_step(x0, t, x, t_prev, previous)
+        assert_close_for_its_size(got, expected, t)
+        x, previous = expected, (x0, t)
+
+
+def test_dpm_solver_first_step_is_ddim_and_last_returns_x0():
+    schedule = DDPMSchedule()
+    g = torch.Generator().manual_seed(5)
+    x, x0, x0_before = (torch.randn(2, 2, 8, 8, generator=g) for _ in range(3))
+    assert torch.allclose(schedule.dpm_solver_step(x0, 500, x, 300), schedule.ddim_step(x0, 500, x, 300), atol=ATOL)
+    assert torch.equal(schedule.dpm_solver_step(x0, 100, x, -1, previous=(x0_before, 300)), x0)
+
+
+def test_dpm_solver_step_per_sample_timesteps():
+    schedule = DDPMSchedule()
+    g = torch.Generator().manual_seed(6)
+    x, x0, x0_before = (torch.randn(3, 2, 8, 8, generator=g) for _ in range(3))
+    t, t_prev, t_before = torch.tensor([800, 400, 100]), torch.tensor([600, 250, -1]), torch.tensor([999, 600, 300])
+    got = schedule.dpm_solver_step(x0, t, x, t_prev, (x0_before, t_before))
+    for i in range(3):
+        one = schedule.dpm_solver_step(x0[i], int(t[i]), x[i], int(t_prev[i]), (x0_before[i], int(t_before[i])))
+        assert torch.allclose(got[i], one, atol=ATOL)
 
 
 def test_predictions_invert_the_training_targets():
