@@ -4,6 +4,8 @@ timing (speed is reported by the benchmarks, never asserted)."""
 import json
 import math
 
+import pytest
+
 from musicdiff_nb.bench import main
 
 
@@ -50,3 +52,22 @@ def test_seed_workload_projection(tmp_path):
 def test_fast_path_alternatives(tmp_path):
     result = bench(tmp_path, "fast-path", "--preset", "tiny", "--batch-size", "2", "--repeats", "1")
     assert len(result["groups"]) == 4 and all(g["speedup"] > 0 for g in result["groups"].values())
+
+
+def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
+    """The bench trains, samples and scores a variant; `evaluate` on the
+    checkpoint it left scores the same samples the same (same seed)."""
+    from musicdiff_nb.__main__ import main as cli
+
+    runs = tmp_path / "runs"
+    result = bench(tmp_path, "quality", "--variants", "baseline", "--minutes", "0.02", "-n", "4",
+                   "--sample-steps", "3", "--out", str(runs))
+    row = result["rows"][0]
+    assert row["variant"] == "baseline" and row["steps"] > 0 and row["n"] == 4
+    for embedding in ("features", "judge"):
+        fd = row["fd"][embedding]
+        assert fd["floor"] < fd["ceiling"] and math.isfinite(fd["normalised"])
+    cli(["evaluate", "--checkpoint", str(runs / "baseline" / "last.pt"), "-n", "4", "--steps", "3",
+         "--json", str(tmp_path / "again.json")])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["fd"]["features"]["fd"] == pytest.approx(row["fd"]["features"]["fd"], rel=1e-4)
