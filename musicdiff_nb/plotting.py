@@ -607,6 +607,29 @@ def plot_nearest(samples: torch.Tensor, references: torch.Tensor, neighbours, cf
     return fig
 
 
+def plot_quality(reports: dict, title: str = "how far from real music?"):
+    """Normalised Fréchet distances (quality.py) of each named report, on
+    both embeddings: 0 = held-out real music (the floor), 1 = noise (the
+    ceiling), with the real clips of the training songs for scale."""
+    embeddings = list(next(iter(reports.values())).fd)
+    fig, axes = new_figure(1, len(embeddings), size=(5 * len(embeddings), 0.6 * len(reports) + 1.8))
+    first = next(iter(reports.values()))
+    for ax, embedding in zip(axes[0], embeddings):
+        names = ["real (held out)", "real (training songs)", *reports, "noise"]
+        values = [0.0, first.fd[embedding]["train_normalised"],
+                  *(r.fd[embedding]["normalised"] for r in reports.values()), 1.0]
+        colors = ["tab:green", "tab:green", *["tab:blue"] * len(reports), "tab:gray"]
+        bars = ax.barh(names[::-1], values[::-1], color=colors[::-1])
+        ax.bar_label(bars, fmt="%.3f", padding=3)
+        ax.set(xlim=(min(0.0, *values) - 0.02, 1.25), xlabel="normalised Fréchet distance (0 = real, 1 = noise)",
+               title=f"{embedding} embedding")
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes[0, 1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title)
+    return fig
+
+
 # -- 07 conditioning ------------------------------------------------------------
 
 def plot_guidance_sweep(sweep: list[dict], real_hit_rate: float | None = None,

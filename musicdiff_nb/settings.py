@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .data import load_music_dataset
+from .data import SPLIT, load_music_dataset
 from .model import DiTConfig
 from .spectrogram import SpectrogramConfig
 from .train import TrainConfig, pick_device
@@ -49,9 +49,10 @@ class RunSettings:
         """Where the notebooks keep this mode's checkpoint and outputs (relative to the notebook)."""
         return Path("runs") / self.mode
 
-    def load_data(self, source: str = "demo", **options):
-        """``load_music_dataset`` at these settings' clip size and count."""
-        return load_music_dataset(source, self.spectrogram, max_songs=self.max_songs,
+    def load_data(self, source: str = "demo", subset: str = "all", **options):
+        """``load_music_dataset`` at these settings' clip size and count;
+        ``subset="train"`` leaves out the songs held out for scoring (``SPLIT``)."""
+        return load_music_dataset(source, self.spectrogram, subset=subset, **SPLIT, max_songs=self.max_songs,
                                   max_clips_per_song=self.max_clips_per_song, **options)
 
     def model_config(self, **overrides) -> DiTConfig:
