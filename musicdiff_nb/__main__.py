@@ -20,6 +20,11 @@ import torch
 from . import bench
 from .data import SPLIT
 
+# a user's mistake (a setting, a path, a file; data.AudioError is a ValueError), an unreachable hub or a
+# diverged run: one line, no traceback (--debug shows it); any other exception is a bug and shows its traceback
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ConnectionError,
+               FloatingPointError)
+
 
 def _data_args(p: argparse.ArgumentParser):
     p.add_argument("--data", default="demo", help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
@@ -63,7 +68,8 @@ def train(args):
     from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
     from .conditioning import label_conditioning, text_conditioning, with_condition
     from .plotting import plot_loss, save_figure
-    from .train import check_resume, is_main_process
+    from .files import check_writable_folder
+    from .train import check_resume, is_main_process, pick_device
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
     spec = _spectrogram(args)
     patch = {"patch_size": args.patch_size} if args.patch_size else {}
@@ -74,6 +80,8 @@ def train(args):
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile,
                       loss_weighting=args.loss_weighting, time_limit=60 * args.minutes if args.minutes else None)
+    pick_device(args.device)
+    check_writable_folder(args.out)
     conditioned = args.conditional or args.text
     if not conditioned:  # a conditioned model's size needs the labels: train() checks it after loading
         check_resume(cfg, config, schedule)
@@ -97,21 +105,22 @@ def train(args):
 
 def sample(args):
     from . import load_checkpoint, pick_device, sample, save_audio
+    from .files import check_writable_folder
     from .plotting import plot_spectrograms, save_figure
+    if args.n < 1:
+        raise ValueError(f"-n {args.n}: ask for at least one clip")
+    out = check_writable_folder(args.out)
     ckpt = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     spec = ckpt.spectrogram
     if spec is None:
-        sys.exit(f"{args.checkpoint} carries no spectrogram config, so its samples cannot become audio")
+        raise ValueError(f"{args.checkpoint} carries no spectrogram config, so its samples cannot become audio")
     request = {"prompt": args.prompt} if args.prompt else ({"labels": args.label} if args.label else {})
     if request and ckpt.ema.conditioning is None:
-        sys.exit(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none (unconditional)")
+        raise ValueError(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none "
+                         "(unconditional)")
     generator = torch.Generator().manual_seed(args.seed)
-    try:
-        specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps, sampler=args.sampler, eta=args.eta,
-                       guidance_scale=args.guidance, generator=generator, progress=True, **request)
-    except ValueError as e:
-        sys.exit(str(e))
-    out = Path(args.out)
+    specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps or None, sampler=args.sampler, eta=args.eta,
+                   guidance_scale=args.guidance, generator=generator, progress=True, **request)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
         save_figure(plot_spectrograms([s], spec, [f"sample {i} ({args.sampler}, {args.steps or 'all'} steps)"]),
@@ -123,18 +132,20 @@ def evaluate(args):
     from . import pick_device
     from .files import atomic_write
     from .quality import evaluate_checkpoint
-    report = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, steps=args.steps, sampler=args.sampler,
+    steps = args.steps or None  # 0: all timesteps (DDPM)
+    report = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, steps=steps, sampler=args.sampler,
                                  seed=args.seed, device=pick_device(args.device))
     print(report.summary())
     if args.json:
         with atomic_write(args.json, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "sampler": args.sampler, "steps": args.steps,
+            json.dump({"checkpoint": args.checkpoint, "sampler": args.sampler, "steps": steps,
                        **report.to_dict()}, f, indent=1)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m musicdiff_nb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="decode, cut and cache a dataset's clips and spectrograms")
@@ -196,9 +207,13 @@ def main(argv=None):
     p.set_defaults(run=bench.run)
 
     args = parser.parse_args(argv)
-    if getattr(args, "steps", None) == 0:
-        args.steps = None
-    args.run(args)
+    try:
+        args.run(args)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ and cut into clips of ``spectrogram.clip_samples`` samples. Clips and their
 spectrograms are cached by ``datasets`` (``Dataset.from_generator`` +
 ``Dataset.map``), so a second call, and every epoch, does no audio work.
 
-Bad input: a file that cannot be decoded, is empty, holds NaN/inf, is silent
-or is shorter than one clip is skipped with a warning that names it, and a
-summary counts the skips; files of other types in a folder are ignored, with
-one warning that counts them. Problems with the dataset as a whole (a
-metadata.csv naming missing files or lacking its label column, no usable
-song at all) raise an error that says what to fix.
+Bad input: a file that cannot be read or decoded, is empty, holds NaN/inf, is
+silent or is shorter than one clip is skipped with a warning that names it,
+and a summary counts the skips (kept beside the cache, so that every load
+shows them); files of other types and broken links in a folder are left out,
+with one warning that counts them, and a file listed twice in metadata.csv is
+used once. Problems with the dataset as a whole (a metadata.csv naming
+missing files or lacking its label column, no usable song at all, a folder
+that does not exist) raise an error that says what to fix.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from .files import atomic_write
 from .spectrogram import SpectrogramConfig, to_spectrogram
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
@@ -57,7 +60,8 @@ LABEL_COLUMNS = ("labels", "label", "tags", "genres", "genre")
 NAME_COLUMNS = ("name", "title", "song", "file_name")
 DEMO_PACKAGE = "pushover-data"
 DEMO_THEMES = "usr/share/pushover/themes"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")  # "name" or "owner/name"
 
 
 class AudioError(ValueError):
@@ -83,6 +87,8 @@ def decode_audio(audio, sample_rate: int, name: str = "") -> torch.Tensor:
     name = name or (str(audio) if isinstance(audio, (str, Path)) else "<bytes>")
     if audio is None or (len(audio) if isinstance(audio, (bytes, bytearray)) else os.path.getsize(audio)) == 0:
         raise AudioError(name, "empty file")
+    if isinstance(audio, (str, Path)) and not os.access(audio, os.R_OK):
+        raise AudioError(name, "unreadable", f" (permission denied): fix its permissions, e.g. `chmod a+r {audio}`")
     try:
         samples, rate = sf.read(io.BytesIO(audio) if isinstance(audio, (bytes, bytearray)) else audio,
                                 dtype="float32", always_2d=True)
@@ -145,11 +151,11 @@ def demo_songs() -> list[dict]:
 
 
 def split_labels(value) -> list[str]:
-    """'rock; live, 1970s' -> ['rock', 'live', '1970s']; lists pass through."""
+    """'rock; live, 1970s' -> ['rock', 'live, 1970s'] (labels are separated by ';'); lists pass through."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [s.strip() for s in re.split(r"[;,|]", value) if s.strip()]
+        return [s.strip() for s in value.split(";") if s.strip()]
     return [str(v).strip() for v in value if str(v).strip()]
 
 
@@ -159,7 +165,12 @@ def folder_songs(folder: Path, label_column: str = "labels") -> list[dict]:
     metadata = folder / "metadata.csv"
     if metadata.exists():
         return _metadata_songs(metadata, label_column)
-    found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    found = [p for p in folder.rglob("*") if not p.name.startswith(".")]
+    broken = sorted(str(p.relative_to(folder)) for p in found if p.is_symlink() and not p.exists())
+    if broken:
+        warnings.warn(f"{folder}: skipped {len(broken)} broken link(s), whose target does not exist: "
+                      f"{', '.join(broken[:5])}{', ...' if len(broken) > 5 else ''}; fix or remove them", stacklevel=3)
+    found = [p for p in found if p.is_file()]
     files = sorted(p for p in found if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
         raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}) and no metadata.csv")
@@ -167,7 +178,7 @@ def folder_songs(folder: Path, label_column: str = "labels") -> list[dict]:
     if ignored:
         warnings.warn(f"{folder}: ignored {sum(ignored.values())} file(s) of other types {dict(ignored)}; "
                       f"audio is read from {', '.join(AUDIO_EXTENSIONS)} (convert others, e.g. with ffmpeg)",
-                      stacklevel=2)
+                      stacklevel=3)
     return [{"name": str(p.relative_to(folder)), "audio": {"path": str(p), "bytes": None},
              "labels": [p.parent.name] if p.parent != folder else []} for p in files]
 
@@ -185,13 +196,31 @@ def _metadata_songs(metadata: Path, label_column: str) -> list[dict]:
     if missing:
         raise FileNotFoundError(f"{metadata} names {len(missing)} file(s) that do not exist, e.g. {missing[:3]}: "
                                 "fix the file names or remove those rows")
+    rows = _first_row_of_each_file(metadata, rows)
     return [{"name": r["file_name"], "audio": {"path": str(metadata.parent / r["file_name"]), "bytes": None},
              "labels": split_labels(r[label_column])} for r in rows]
+
+
+def _first_row_of_each_file(metadata: Path, rows: list[dict]) -> list[dict]:
+    """A file listed twice would give its clips twice: keep its first row."""
+    first = {}
+    for r in rows:
+        first.setdefault(r["file_name"], r)
+    if len(first) < len(rows):
+        repeated = [name for name, n in Counter(r["file_name"] for r in rows).items() if n > 1]
+        warnings.warn(f"{metadata}: {len(repeated)} file(s) listed more than once, e.g. {repeated[:3]}: each is "
+                      "used once, with its first row's labels; remove the extra rows", stacklevel=5)
+    return list(first.values())
 
 
 def hub_songs(source: str, split: str, audio_column: str | None, label_column: str | None):
     """A Hugging Face dataset (hub id or local parquet folder) with columns
     audio (undecoded), labels, name."""
+    if Path(source).is_file():
+        raise NotADirectoryError(f"{source} is a file: pass the folder that holds your audio files")
+    if not Path(source).exists() and not HUB_ID.fullmatch(source):
+        raise FileNotFoundError(f"there is no folder {source}: pass a folder of audio files, 'demo', 'scores', "
+                                "or a Hugging Face dataset id (name or owner/name)")
     ds = datasets.load_dataset(source, split=split)
     audio_column = audio_column or next(
         (c for c, f in ds.features.items() if isinstance(f, datasets.Audio)), "audio" if "audio" in ds.features else None)
@@ -229,19 +258,18 @@ def _song_view(row: dict, index: int, columns: dict | None) -> dict:
 
 def _generate_clips(songs, columns, sample_rate, clip_samples, clip_hop, max_clips_per_song, silence_db,
                     cache_key):
-    skipped = Counter()
+    skipped = []
     for index, row in enumerate(songs):
         song = _song_view(row, index, columns)
         try:
             wave = decode_audio(song["audio"], sample_rate, song["name"])
         except AudioError as e:
-            warnings.warn(f"skipped {e}", stacklevel=2)
-            skipped[e.reason] += 1
+            skipped.append(e)
             continue
         kept = 0
         for start in clip_starts(len(wave), clip_samples, clip_hop):
             clip = wave[start:start + clip_samples]
-            if rms_db(clip) < silence_db:
+            if rms_db(clip - clip.mean()) < silence_db:  # a DC offset is not sound
                 continue
             yield {"song": song["name"], "clip": kept, "start_seconds": start / sample_rate,
                    "labels": song["labels"], "audio": clip.numpy()}
@@ -253,11 +281,22 @@ def _generate_clips(songs, columns, sample_rate, clip_samples, clip_hop, max_cli
                 reason, detail = "shorter than one clip", f"{len(wave) / sample_rate:.2f} s < {clip_samples / sample_rate:.2f} s"
             else:
                 reason, detail = "silent", f"no clip above {silence_db} dB RMS"
-            warnings.warn(f"skipped {song['name']}: {reason} ({detail})", stacklevel=2)
-            skipped[reason] += 1
-    if skipped:
-        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
-        warnings.warn(f"skipped {sum(skipped.values())} song(s): {reasons}", stacklevel=2)
+            skipped.append(AudioError(song["name"], reason, f" ({detail})"))
+    # kept with the cache, so that every load shows it, not only the one that builds the cache
+    with atomic_write(_skip_report_path(cache_key), "w") as f:
+        json.dump(_skip_report(skipped), f)
+
+
+def _skip_report(skipped: list[AudioError]) -> list[str]:
+    """A line per skipped song, then a summary that counts them by reason."""
+    if not skipped:
+        return []
+    reasons = ", ".join(f"{count} {reason}" for reason, count in Counter(e.reason for e in skipped).most_common())
+    return [f"skipped {e}" for e in skipped] + [f"skipped {len(skipped)} song(s): {reasons}"]
+
+
+def _skip_report_path(cache_key: str) -> Path:
+    return cache_root() / "datasets" / "skipped" / f"{cache_key}.json"
 
 
 def _add_spectrograms(batch, cfg: SpectrogramConfig):
@@ -361,6 +400,9 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
         if "corresponds to no data" not in str(e):
             raise
         clips = []
+    report = _skip_report_path(key)
+    for line in json.loads(report.read_text()) if report.exists() else []:
+        warnings.warn(line, stacklevel=2)  # at the line that called load_music_dataset
     if len(clips) == 0:
         raise ValueError(f"{source!r}: no usable clip in any song (see the warnings above for why each was skipped)")
     features["spectrogram"] = datasets.Array3D(shape=spectrogram.shape, dtype="float32")

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_FORMAT = "musicdiff_nb/1"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 def _read_umask() -> int:
@@ -69,6 +70,10 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: train one first, e.g. `python -m musicdiff_nb train --out {path.parent}`")
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head and head != ZIP_MAGIC:  # not unpickled at all: a text file or a bare pickle is nothing of ours
+        raise ValueError(f"{path} is not a musicdiff_nb checkpoint (not a file that torch.save wrote)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -81,3 +86,17 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a musicdiff_nb checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
     return state
+
+
+def check_writable_folder(path) -> Path:
+    """Refuse an output folder that cannot be made or written, before any work
+    is done (it is created later, by the first write)."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        what = f"{path} is a file" if existing == path else f"cannot make the folder {path}: {existing} is a file"
+        raise NotADirectoryError(f"{what}; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write in {existing}: choose another output folder than {path}, "
+                              "or fix the folder's permissions")
+    return path

@@ -29,7 +29,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
-from .files import read_checkpoint, write_checkpoint
+from .files import check_writable_folder, read_checkpoint, write_checkpoint
 from .model import DiT, DiTConfig
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig
@@ -82,8 +82,13 @@ class TrainConfig:
             raise ValueError(f"loss_weighting={self.loss_weighting!r}: use one of {LOSS_WEIGHTINGS}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit={self.time_limit}: give a positive number of seconds, or None")
-        if self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("batch_size, log_every and checkpoint_every must be >= 1")
+        if self.steps < 1 if self.epochs is None else self.epochs <= 0:
+            what = f"steps={self.steps}" if self.epochs is None else f"epochs={self.epochs}"
+            raise ValueError(f"{what}: train at least one step (steps >= 1, epochs > 0)")
+        too_small = [f"{k}={getattr(self, k)}" for k in ("batch_size", "log_every", "checkpoint_every")
+                     if getattr(self, k) < 1]
+        if too_small:
+            raise ValueError(f"{', '.join(too_small)}: batch_size, log_every and checkpoint_every must be >= 1")
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
                              f"log_every={self.log_every}, so that every checkpoint follows a loss check")
@@ -123,7 +128,13 @@ def is_main_process() -> bool:
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"``: the GPU of this process under torchrun, else cuda, mps, cpu."""
     if name != "auto":
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:1, mps, ...") from None
+        available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if not available.get(device.type, True):
+            raise ValueError(f"device {name!r} is not available on this machine: use auto or cpu")
         return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank)
@@ -374,6 +385,8 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
     finished = False
     try:
         state = check_resume(cfg, model.config, schedule)
+        if cfg.out_dir:
+            check_writable_folder(cfg.out_dir)
         x0, cond = training_tensors(data, conditional=bool(model.config.cond_dim))
         _check_data(x0, cond, model, cfg, procs)
         device = pick_device(cfg.device, procs.local_rank)

@@ -1,5 +1,7 @@
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -54,6 +56,96 @@ def test_a_checkpoint_of_another_model_is_refused_before_any_song_is_decoded(tmp
           TrainConfig(steps=1, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(out), progress=False))
     command = ["train", "--data", str(no_songs), "--preset", "small"]
     with pytest.raises(ValueError, match="was trained with DiTConfig.*hidden_size=64.* not DiTConfig.*hidden_size=128"):
-        main([*command, "--out", str(out)])
+        main(["--debug", *command, "--out", str(out)])
     with pytest.raises(ValueError, match="holds no audio files"):  # what loading the songs first would have said
-        main([*command, "--out", str(tmp_path / "fresh")])
+        main(["--debug", *command, "--out", str(tmp_path / "fresh")])
+
+
+# -- errors a learner can read ---------------------------------------------------
+
+def error_of(capsys, *argv) -> str:
+    """What the command prints when it refuses ``argv``: one line on stderr, exit status 1."""
+    from musicdiff_nb.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def no_songs(tmp_path, monkeypatch):
+    """An empty data folder: a command that gets as far as loading it says 'holds no audio files'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "no_songs").mkdir()
+    return str(tmp_path / "no_songs")
+
+
+@pytest.mark.parametrize("setting, message", [
+    (["--preset", "gigantic"], "unknown DiT preset 'gigantic': use one of"),
+    (["--batch-size", "0"], "batch_size=0: .* must be >= 1"),
+    (["--checkpoint-every", "15"], "checkpoint_every=15 must be a multiple of log_every=10"),
+    (["--steps", "0"], "steps=0: train at least one step"),
+    (["--steps", "-5"], "steps=-5: train at least one step"),
+    (["--epochs", "0"], "epochs=0.0: train at least one step"),
+    (["--device", "bogus"], "unknown device 'bogus': use auto, cpu"),
+])
+def test_bad_train_settings_are_refused_before_the_data_is_loaded(capsys, no_songs, setting, message):
+    assert re.search(message, error_of(capsys, "train", "--data", no_songs, *setting))
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(capsys, no_songs, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    err = error_of(capsys, "train", "--data", no_songs, "--out", "a_file")
+    assert "a_file is a file; choose another output folder" in err
+    err = error_of(capsys, "sample", "--checkpoint", "missing.pt", "--out", "a_file/samples")
+    assert "cannot make the folder a_file/samples: a_file is a file" in err
+
+
+@pytest.mark.parametrize("metadata, message", [
+    (None, "no_songs holds no audio files"),
+    ("file_name,labels\na.wav,rock\n", r"names 1 file\(s\) that do not exist, e.g. \['a.wav'\]"),
+    ("file_name,genre\na.wav,rock\n", "has no 'labels' column"),
+    ("name,labels\na.wav,rock\n", "needs a 'file_name' column"),
+    ("file_name,labels\n", "holds no songs"),
+])
+def test_data_errors_are_one_line(capsys, no_songs, metadata, message):
+    if metadata is not None:
+        (Path(no_songs) / "metadata.csv").write_text(metadata)
+    assert re.search(message, error_of(capsys, "train", "--data", no_songs))
+
+
+def test_a_missing_data_folder_is_named(capsys, no_songs):
+    assert "there is no folder /nonexistent/songs: pass a folder of audio files" in \
+        error_of(capsys, "train", "--data", "/nonexistent/songs")
+
+
+def test_missing_truncated_or_foreign_checkpoints_are_one_line(capsys, tmp_path, no_songs):
+    from musicdiff_nb.files import write_checkpoint
+    data = write_checkpoint(tmp_path / "good.pt", {"model": {"w": torch.randn(1000)}}).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.txt").write_text("file_name,labels\n")
+    for checkpoint, message in [("missing.pt", "no checkpoint at missing.pt: train one first"),
+                                ("cut.pt", "cut.pt is truncated or corrupt"),
+                                ("notes.txt", "notes.txt is not a musicdiff_nb checkpoint")]:
+        assert message in error_of(capsys, "sample", "--checkpoint", checkpoint)  # in tmp_path, the working folder
+    assert "-n 0: ask for at least one clip" in error_of(capsys, "sample", "-n", "0")
+
+
+def test_debug_shows_the_traceback_and_bugs_always_do(monkeypatch, no_songs):
+    import musicdiff_nb.__main__ as cli
+    with pytest.raises(ValueError, match="steps=0"):
+        cli.main(["--debug", "train", "--steps", "0"])
+
+    def broken(args):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(cli, "prepare", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["prepare"])
+
+
+def test_an_error_prints_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "musicdiff_nb", "train", "--steps", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == "error: steps=0: train at least one step (steps >= 1, epochs > 0)\n"

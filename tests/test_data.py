@@ -1,6 +1,7 @@
 """Datasets from every kind of source, built from slices of real music."""
 
 import io
+import os
 import shutil
 import subprocess
 import warnings
@@ -133,6 +134,7 @@ def test_bad_songs_are_skipped_named_and_counted(tmp_path, cache, demo_music):
     (folder / "truncated.flac").write_bytes(flac[: len(flac) // 2])
     sf.write(folder / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     sf.write(folder / "silent.flac", np.zeros(32000, dtype=np.float32), 16000)
+    sf.write(folder / "dc.wav", np.full(32000, 0.5, dtype=np.float32), 16000)  # a DC offset, no sound
     write_song(folder / "short.wav", demo_music, 0.2)
     (folder / "tune.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60")
 
@@ -142,12 +144,13 @@ def test_bad_songs_are_skipped_named_and_counted(tmp_path, cache, demo_music):
     messages = "\n".join(str(w.message) for w in caught)
     for name, reason in [("empty.wav", "empty file"), ("garbage.ogg", "cannot be decoded"),
                          ("truncated.flac", "cannot be decoded"), ("nan.wav", "NaN or inf samples"),
-                         ("silent.flac", "silent"), ("short.wav", "shorter than one clip")]:
+                         ("silent.flac", "silent"), ("dc.wav", "silent"), ("short.wav", "shorter than one clip")]:
         assert f"skipped {name}: {reason}" in messages, (name, messages)
-    summary = next(line for line in messages.splitlines() if line.startswith("skipped 6 song(s): "))
-    for count in ("2 cannot be decoded", "1 empty file", "1 NaN or inf samples", "1 silent", "1 shorter than one clip"):
+    summary = next(line for line in messages.splitlines() if line.startswith("skipped 7 song(s): "))
+    for count in ("2 cannot be decoded", "1 empty file", "1 NaN or inf samples", "2 silent", "1 shorter than one clip"):
         assert count in summary, summary
     assert "ignored 1 file(s) of other types {'.mid': 1}" in messages
+    assert {w.filename for w in caught} == {__file__}  # each warning points at the call above, not inside a library
     clip = TEST_SPEC.clip_seconds
     assert sorted(ds["song"]) == ["cut.wav"] * int(1.0 // clip) + ["good.wav"] * int(1.5 // clip)
 
@@ -179,6 +182,73 @@ def test_an_empty_dataset_is_refused(tmp_path, cache):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no audio files"):
         load_music_dataset(str(tmp_path / "empty"), TEST_SPEC)
+
+
+def test_a_missing_folder_or_a_file_is_not_taken_for_a_hub_dataset(tmp_path, cache):
+    (tmp_path / "song.wav").write_bytes(b"")
+    for missing in ("/nonexistent/songs", "./songs", "music/2024/songs"):
+        with pytest.raises(FileNotFoundError, match=f"there is no folder {missing}: pass a folder of audio files"):
+            load_music_dataset(missing, TEST_SPEC)
+    with pytest.raises(NotADirectoryError, match="song.wav is a file: pass the folder that holds your audio files"):
+        load_music_dataset(str(tmp_path / "song.wav"), TEST_SPEC)
+
+
+def load_with_warnings(source, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_music_dataset(source, TEST_SPEC, **kwargs)
+    assert {w.filename for w in caught} <= {__file__}, [(w.filename, w.lineno) for w in caught]
+    return ds, [str(w.message) for w in caught]
+
+
+def test_the_skips_are_reported_on_every_load_not_only_the_one_that_fills_the_cache(tmp_path, cache, demo_music):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "good.wav", demo_music, 1.0)
+    (folder / "empty.wav").write_bytes(b"")
+    first, built = load_with_warnings(str(folder))
+    again, cached = load_with_warnings(str(folder))
+    assert first.cache_files == again.cache_files
+    assert built == cached == ["skipped empty.wav: empty file", "skipped 1 song(s): 1 empty file"]
+
+
+def test_a_broken_link_is_named_and_counted(tmp_path, cache, demo_music):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "good.wav", demo_music, 1.0)
+    (folder / "gone.wav").symlink_to(tmp_path / "moved_away.wav")
+    ds, messages = load_with_warnings(str(folder))
+    assert set(ds["song"]) == {"good.wav"}
+    assert messages == [f"{folder}: skipped 1 broken link(s), whose target does not exist: gone.wav; "
+                        "fix or remove them"]
+
+
+def test_an_unreadable_file_says_to_fix_its_permissions(tmp_path, cache, demo_music, monkeypatch):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "good.wav", demo_music, 1.0)
+    locked = write_song(folder / "locked.wav", demo_music, 1.0)
+    locked.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: simulate what everyone else gets
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    ds, messages = load_with_warnings(str(folder))
+    assert set(ds["song"]) == {"good.wav"}
+    assert messages[0] == f"skipped locked.wav: unreadable (permission denied): fix its permissions, e.g. `chmod a+r {locked}`"
+
+
+def test_metadata_labels_are_separated_by_semicolons_and_a_repeated_row_is_used_once(tmp_path, cache, demo_music):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "a.wav", demo_music, 1.0)
+    write_song(folder / "b.wav", demo_music, 1.0, song=1)
+    (folder / "metadata.csv").write_text('file_name,labels\na.wav,"rock, live;1970s"\nb.wav,jazz\na.wav,"rock, live;1970s"\n')
+    ds, messages = load_with_warnings(str(folder))
+    assert label_names(ds) == ["1970s", "jazz", "rock, live"]
+    clips = int(1.0 // TEST_SPEC.clip_seconds)
+    assert sorted(ds["song"]) == ["a.wav"] * clips + ["b.wav"] * clips
+    assert messages == [f"{folder / 'metadata.csv'}: 1 file(s) listed more than once, e.g. ['a.wav']: each is used "
+                        "once, with its first row's labels; remove the extra rows"]
 
 
 @pytest.mark.skipif((Path("/") / DEMO_THEMES).is_dir() or not shutil.which("apt-get"),

@@ -82,3 +82,29 @@ def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path):
     assert all(paths == [] for paths in written.values()), written  # rank 1 and the launcher wrote nothing
     assert sorted(path.name for path in double.iterdir()) == ["last.pt", "loss.png"]
     assert result.stdout.count("training tiny") == 1 and result.stdout.count("done: 6 steps") == 1
+
+
+def with_steps(steps: int) -> list[str]:
+    args = list(TRAIN)
+    args[args.index("--steps") + 1] = str(steps)
+    return args
+
+
+@pytest.mark.slow
+def test_a_run_started_on_two_processes_resumes_on_one(tmp_path):
+    """2 processes train 3 steps, 1 process resumes to 6: the run 1 process trains in 6 steps."""
+    single, resumed, hooks, writes = (tmp_path / name for name in ("single", "resumed", "hooks", "writes"))
+    hooks.mkdir()
+    writes.mkdir()
+    main([*with_steps(6), "--out", str(single)])
+    result = torchrun(with_steps(3), resumed, hooks, writes)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert read_checkpoint(resumed / "last.pt")["step"] == 3
+    main([*with_steps(6), "--out", str(resumed)])
+
+    one, two = read_checkpoint(single / "last.pt"), read_checkpoint(resumed / "last.pt")
+    assert two["step"] == 6 and two["history"]["step"] == list(range(1, 7))
+    assert two["history"]["loss"] == pytest.approx(one["history"]["loss"], rel=1e-4)
+    for part in ("model", "ema"):
+        for name, tensor in one[part].items():
+            torch.testing.assert_close(two[part][name], tensor, rtol=1e-3, atol=1e-4, msg=f"{part} {name}")

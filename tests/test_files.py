@@ -3,11 +3,12 @@
 import contextlib
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
-from musicdiff_nb.files import UMASK, atomic_write, read_checkpoint, write_checkpoint
+from musicdiff_nb.files import UMASK, atomic_write, check_writable_folder, read_checkpoint, write_checkpoint
 
 
 class Payload:
@@ -47,15 +48,17 @@ def test_a_new_checkpoint_removes_the_partial_writes_of_killed_saves(tmp_path):
     assert read_checkpoint(path)["step"] == 3
 
 
-@pytest.mark.parametrize("write", [
-    lambda path, payload: torch.save({"format": "musicdiff_nb/1", "model": payload}, path),  # zip, as torch.save
-    lambda path, payload: path.write_bytes(pickle.dumps({"model": payload}, protocol=2)),  # a bare pickle
+@pytest.mark.parametrize("write, message", [
+    (lambda path, payload: torch.save({"format": "musicdiff_nb/1", "model": payload}, path),  # zip, as torch.save
+     "refused because loading it could run code"),
+    (lambda path, payload: path.write_bytes(pickle.dumps({"model": payload}, protocol=2)),  # a bare pickle
+     "is not a musicdiff_nb checkpoint"),  # refused unread
 ])
-def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, write):
+def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, write, message):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "last.pt"
     write(path, Payload(marker))
-    with pytest.raises(ValueError, match="refused because loading it could run code"):
+    with pytest.raises(ValueError, match=message):
         read_checkpoint(path)
     assert not marker.exists()
     with contextlib.suppress(RuntimeError):  # a bare pickle runs, then fails torch's format check
@@ -76,3 +79,28 @@ def test_damaged_or_foreign_checkpoints_are_named(tmp_path):
         read_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at .*missing.pt: train one first"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("text", ["hello world\n", "file_name,labels\na.wav,rock\n", "(\n"])
+def test_a_text_file_is_not_a_checkpoint_in_one_line(tmp_path, text):
+    (tmp_path / "notes.pt").write_text(text)
+    with pytest.raises(ValueError) as error:
+        read_checkpoint(tmp_path / "notes.pt")
+    assert str(error.value) == f"{tmp_path / 'notes.pt'} is not a musicdiff_nb checkpoint (not a file that torch.save wrote)"
+
+
+def test_an_output_folder_must_be_makeable_and_writable(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    assert check_writable_folder(tmp_path / "new" / "runs") == tmp_path / "new" / "runs"
+    assert not (tmp_path / "new").exists()  # checked, not made
+    with pytest.raises(NotADirectoryError, match="a_file is a file; choose another output folder"):
+        check_writable_folder(tmp_path / "a_file")
+    with pytest.raises(NotADirectoryError, match="cannot make the folder .*a_file/runs: .*a_file is a file"):
+        check_writable_folder(tmp_path / "a_file" / "runs")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere: simulate what everyone else gets
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    with pytest.raises(PermissionError, match="cannot write in .*locked: choose another output folder"):
+        check_writable_folder(locked / "runs")

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, sample, train
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, pick_device, sample, train
 from musicdiff_nb.spectrogram import SpectrogramConfig
 
 from conftest import TEST_SPEC
@@ -82,6 +82,13 @@ def test_bad_training_input_is_named(demo_clips, tmp_path):
         train(tiny(), DDPMSchedule(), demo_clips, TrainConfig(steps=1, batch_size=64))
     with pytest.raises(ValueError, match="multiple of"):
         TrainConfig(log_every=3, checkpoint_every=10)
+    with pytest.raises(ValueError, match="steps=0: train at least one step"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        pick_device("bogus")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(NotADirectoryError, match="a_file is a file"):  # before a step is trained, not at the first save
+        train(tiny(), DDPMSchedule(), demo_clips, TrainConfig(steps=2, batch_size=2, out_dir=str(tmp_path / "a_file")))
     train(tiny(), DDPMSchedule(), demo_clips, TrainConfig(steps=2, batch_size=2, log_every=1, out_dir=str(tmp_path),
                                                         progress=False))
     with pytest.raises(ValueError, match="choose another out_dir"):
