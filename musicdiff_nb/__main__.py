@@ -47,13 +47,12 @@ def _spectrogram(args):
 
 
 def _split(args) -> dict:
-    return {"held_out": args.held_out, "split_seed": SPLIT["split_seed"]} if args.held_out else {}
+    return {"held_out": args.held_out, "split_seed": SPLIT["split_seed"]}
 
 
 def _load(args, spec):
     from . import load_music_dataset
-    return load_music_dataset(args.data, spec, subset="train" if args.held_out else "all", **_split(args),
-                              max_songs=args.max_songs, max_clips_per_song=args.max_clips_per_song, keep_audio=False)
+    return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs, max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):

@@ -322,11 +322,11 @@ SPLIT = {"held_out": 0.2, "split_seed": 0}  # the split of every run the package
 
 def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[int]:
     """Indices of the songs kept out of training: ``share`` of them (at least
-    one when there are two or more), drawn by ``seed``: the same songs on
-    every machine and every run."""
-    if not 0 < share < 1:
+    one when there are two or more and ``share`` > 0), drawn by ``seed``:
+    the same songs on every machine and every run."""
+    if not 0 <= share < 1:
         raise ValueError(f"held_out={share}: give the share of songs to hold out, between 0 and 1 (e.g. 0.2)")
-    count = min(max(1, round(share * num_songs)), num_songs - 1) if num_songs > 1 else 0
+    count = min(max(1, round(share * num_songs)), num_songs - 1) if num_songs > 1 and share > 0 else 0
     order = torch.randperm(num_songs, generator=torch.Generator().manual_seed(seed))
     return sorted(order[:count].tolist())
 
@@ -334,7 +334,7 @@ def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[in
 def _subset(songs, subset: str, share: float, seed: int):
     if subset not in SUBSETS:
         raise ValueError(f"subset={subset!r}: use one of {SUBSETS}")
-    if subset == "all":
+    if subset == "all" or (subset == "train" and share == 0):
         return songs
     held = set(held_out_songs(len(songs), share, seed))
     keep = [i for i in range(len(songs)) if (i in held) == (subset == "held_out")]
@@ -355,7 +355,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     song; clips quieter than ``silence_db`` (RMS) are dropped.
 
     ``subset`` splits by song, never by clip: ``"train"`` leaves out the
-    ``held_out`` share of the songs (drawn by ``split_seed``, see
+    ``held_out`` share of the songs (0: none) (drawn by ``split_seed``, see
     ``held_out_songs``), ``"held_out"`` is only those songs (the real music a
     model is scored against, quality.py), ``"all"`` is every song.
     """
@@ -376,7 +376,8 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
         raise ValueError(f"{source!r} holds no songs")
     songs = _subset(songs, subset, held_out, split_seed)
     if len(songs) == 0:
-        raise ValueError(f"{source!r} has a single song: nothing can be held out of training; use subset='all'")
+        raise ValueError(f"{source!r} has a single song: none can be held out of training to score the model "
+                         "against; train on it all with held_out=0 (command line: --held-out 0)")
     identity = _file_stamps(songs) if columns is None else [source, split, songs._fingerprint]
     vocabulary = _vocabulary(songs, columns)
 

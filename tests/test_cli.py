@@ -25,7 +25,7 @@ def test_help(command):
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
     printed = run("train", "--steps", "20", "--batch-size", "4", "--max-songs", "2", "--max-clips-per-song", "4",
-                  "--checkpoint-every", "10", "--conditional", "--out", str(out))
+                  "--held-out", "0", "--checkpoint-every", "10", "--conditional", "--out", str(out))
     assert "20 steps" in printed
     assert (out / "loss.png").stat().st_size > 0
     ckpt = load_checkpoint(out / "last.pt")
@@ -39,7 +39,7 @@ def test_train_then_sample(tmp_path):
 
 def test_unknown_label_is_refused(tmp_path):
     run("train", "--steps", "2", "--batch-size", "2", "--max-songs", "1", "--max-clips-per-song", "2",
-        "--log-every", "1", "--checkpoint-every", "2", "--out", str(tmp_path))
+        "--held-out", "0", "--log-every", "1", "--checkpoint-every", "2", "--out", str(tmp_path))
     result = subprocess.run([sys.executable, "-m", "musicdiff_nb", "sample", "--checkpoint", str(tmp_path / "last.pt"),
                              "--label", "polka"], capture_output=True, text=True)
     assert result.returncode != 0 and "unknown label" in result.stderr
