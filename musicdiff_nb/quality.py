@@ -77,7 +77,7 @@ def audio_features(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
                                   ref=1.0, amin=1e-10, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=20)
     contrast = librosa.feature.spectral_contrast(S=magnitude, sr=FEATURE_RATE)
-    flatness = librosa.feature.spectral_flatness(S=magnitude)
+    flatness = librosa.power_to_db(librosa.feature.spectral_flatness(S=magnitude), amin=1e-10)  # dB: music's is tiny
     onset = librosa.onset.onset_strength(S=log_mel, sr=FEATURE_RATE)[..., None, :]
     chroma = librosa.feature.chroma_stft(S=power, sr=FEATURE_RATE)
     parts = [mfcc.mean(-1), mfcc.std(-1), contrast.mean(-1), flatness.mean(-1), flatness.std(-1),

@@ -415,6 +415,8 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
     if state is not None:
         step, history = _restore(state, path, model, ema, optimizer, generator, len(x0))
         history.device = str(device)
+        if cfg.time_limit is not None and history.seconds >= cfg.time_limit:
+            total = step  # its time budget is spent: nothing more to train
     if not procs.same_everywhere(step, device):
         raise RuntimeError(f"the processes start from different steps (rank {procs.rank}: step {step}): "
                            f"put out_dir ({cfg.out_dir}) on storage that every node reads, e.g. a shared filesystem")

@@ -146,7 +146,8 @@ def test_a_time_limit_ends_the_run_at_a_logged_step_and_saves_it(demo_clips, tmp
     steps = history.step[-1]
     assert 0 < steps < 10**6 and steps % 5 == 0 and history.seconds >= 1.0
     assert load_checkpoint(tmp_path / "last.pt").step == steps
-    # resumed with a larger budget, it continues from there
+    # resumed with the same budget, it has nothing left to train; with a larger one, it continues
+    assert train(tiny(), DDPMSchedule(), demo_clips, cfg).step[-1] == steps
     more = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, time_limit=2.0))
     assert more.step[-1] > steps and more.seconds >= 2.0
 
