@@ -1,4 +1,4 @@
-"""Sampling: DDIM at 25/50/100 steps against DDPM at 1000 steps, time and output statistics.
+"""Sampling: DDIM and DPM-Solver++ at few steps against DDIM-50 and DDPM at 1000, time and quality.
 
 The same as `python -m musicdiff_nb bench sampling`; `--help` lists the options.
 Figures and how they were measured: docs/benchmarks.md.

@@ -630,6 +630,31 @@ def plot_quality(reports: dict, title: str = "how far from real music?"):
     return fig
 
 
+def plot_sampler_quality(result: dict, title: str = "fewer steps at equal quality?"):
+    """Normalised Fréchet distance (features) against sampling steps, one
+    line per sampler, from ``bench sampling``'s result; DDPM over all
+    timesteps and DDIM-50 as horizontal lines, the FD noise shaded around
+    DDIM-50 (what counts as equally good: bench/sampling.py)."""
+    rows = result["contenders"]
+    fig, ((ax,),) = new_figure(size=(6.5, 3.8))
+    for sampler in result["samplers"]:
+        points = sorted((row["steps"], row["fd"]["features"]["mean"]) for row in rows.values()
+                        if row["sampler"] == sampler)
+        ax.plot(*zip(*points), "o-", label=sampler.upper())
+    level = rows[result["reference"]]["fd"]["features"]["mean"]
+    ax.axhspan(level - result["fd_noise"], level + result["fd_noise"], color="tab:gray", alpha=0.2,
+               label=f"{result['reference']} ± FD noise")
+    ax.axhline(level, color="tab:gray", ls="--", label=result["reference"])
+    ax.axhline(rows[result["ddpm"]]["fd"]["features"]["mean"], color="black", ls=":", label=result["ddpm"])
+    steps = sorted({row["steps"] for row in rows.values() if row["sampler"] in result["samplers"]})
+    ax.set_xscale("log")
+    ax.set_xticks(steps, [str(k) for k in steps], minor=False)
+    ax.minorticks_off()
+    ax.set(xlabel="sampling steps (model calls)", ylabel="normalised FD, features\n(0 = real, 1 = noise)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
 # -- 07 conditioning ------------------------------------------------------------
 
 def plot_guidance_sweep(sweep: list[dict], real_hit_rate: float | None = None,

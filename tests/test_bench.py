@@ -33,13 +33,41 @@ def test_preprocess_against_librosa(tmp_path):
     assert result["contenders"]["ours (load_music_dataset)"]["audio_seconds"] > 0
 
 
-def test_sampling_ddim_against_ddpm(tmp_path):
-    result = bench(tmp_path, "sampling", "--preset", "tiny", "--clips", "2", "--train-steps", "4",
-                   "--timesteps", "20", "--ddim-steps", "5", "--repeats", "1")
-    ddim, ddpm = result["contenders"]["DDIM-5"], result["contenders"]["DDPM-20"]
-    assert ddpm["speedup_vs_ddpm"] == 1.0 and ddpm["distance_to_ddpm"] == {"mean_db": 0.0, "std_db": 0.0}
-    assert ddim["seconds_per_clip"] > 0 and math.isfinite(ddim["distance_to_ddpm"]["mean_db"])
+def test_sampling_time_and_quality_per_step_count(tmp_path, capsys):
+    result = bench(tmp_path, "sampling", "--preset", "tiny", "--clips", "4", "--steps", "2", "3", "--train-steps", "4",
+                   "--timesteps", "20", "--seeds", "0", "1")
+    rows = result["contenders"]
+    assert list(rows) == ["DDIM-2", "DDIM-3", "DPM++-2", "DPM++-3", "DDIM-20", "DDPM-20"]  # DDIM-50 is DDIM-T here
+    assert result["split"]["held_out"] > 0 and result["reference"] == "DDIM-20"
+    assert rows["DDPM-20"]["speedup_vs_ddpm"] == 1.0 and rows["DPM++-3"]["model_calls"] == 3
+    for row in rows.values():
+        assert row["seconds_per_clip"] > 0 and len(row["seconds"]) == 2
+        for embedding in ("features", "judge"):
+            assert len(row["fd"][embedding]["seeds"]) == 2 and math.isfinite(row["fd"][embedding]["mean"])
+        for report in row["quality"]:
+            assert all(fd["floor"] < fd["ceiling"] for fd in report["fd"].values())
+    assert result["fd_noise"] >= 0 and math.isfinite(result["as_good_below"])
+    ddim = result["fewest_steps"]["ddim"]  # DDIM-T is always as good as itself
+    assert ddim is not None and ddim["steps"] <= 20 and ddim["calls_vs_reference"] == ddim["steps"] / 20
+    assert "fewest steps as good as DDIM-20" in capsys.readouterr().out
 
+
+def test_fewest_steps_are_as_good_as_ddim_50_from_there_on():
+    from musicdiff_nb.bench.sampling import compare
+
+    def row(sampler, steps, *fd):
+        return {"sampler": sampler, "steps": steps, "model_calls": steps,
+                "fd": {"features": {"mean": sum(fd) / len(fd), "seeds": list(fd)}}}
+
+    rows = {"DDIM-5": row("ddim", 5, 0.5, 0.5), "DDIM-10": row("ddim", 10, 0.33, 0.33),
+            "DDIM-50": row("ddim", 50, 0.31, 0.29),  # spread 0.02
+            "DPM++-5": row("dpm++", 5, 0.33, 0.33),  # within the noise, but 10 steps are not
+            "DPM++-10": row("dpm++", 10, 0.4, 0.4), "DPM++-50": row("dpm++", 50, 0.2, 0.2),
+            "DDPM-1000": row("ddpm", 1000, 0.26, 0.30)}  # spread 0.04: the FD noise
+    result = compare(rows, ("ddim", "dpm++"), "DDIM-50", "DDPM-1000")
+    assert result["fd_noise"] == pytest.approx(0.04) and result["as_good_below"] == pytest.approx(0.34)
+    assert result["fewest_steps"]["ddim"] == {"steps": 10, "model_calls": 10, "calls_vs_reference": 0.2}
+    assert result["fewest_steps"]["dpm++"]["steps"] == 50
 
 def test_seed_workload_projection(tmp_path):
     result = bench(tmp_path, "seed-workload", "--preset", "tiny", "--steps", "2", "--batch-size", "2",

@@ -227,6 +227,23 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
     assert "dB RMS" in titles(fig)[1] and len(fig.axes) == 4
 
 
+def test_sampler_quality_figure_draws_one_line_per_sampler():
+    from musicdiff_nb.bench.sampling import compare
+
+    def row(sampler, steps, fd):
+        return {"sampler": sampler, "steps": steps, "model_calls": steps,
+                "fd": {"features": {"mean": fd, "seeds": [fd - 0.01, fd + 0.01]}}}
+
+    rows = {f"{s.upper()}-{k}": row(s, k, 0.3 + 1 / k) for s in ("ddim", "dpm++") for k in (5, 10, 50)}
+    rows["DDPM-1000"] = row("ddpm", 1000, 0.3)
+    samplers = ("ddim", "dpm++")
+    result = {"contenders": rows, "samplers": samplers, **compare(rows, samplers, "DDIM-50", "DDPM-1000")}
+    fig = plotting.plot_sampler_quality(result)
+    assert_readable(fig, units=["steps", "normalised FD"])
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["DDIM", "DPM++", "DDIM-50", "DDPM-1000"]
+    assert list(ax.lines[1].get_xdata()) == [5, 10, 50] and ax.get_xscale() == "log"
+
 def test_play_keeps_silence_silent():
     """IPython's Audio divides by the peak: silence would become NaN noise."""
     with warnings.catch_warnings():

@@ -3,7 +3,8 @@ machine, printed as ratios (``python -m musicdiff_nb bench --help``).
 
 - ``train-step``: training step throughput of our DiT vs diffusers' DiT;
 - ``preprocess``: audio -> model spectrograms vs librosa.stft;
-- ``sampling``: DDIM at 25/50/100 steps vs DDPM at 1000;
+- ``sampling``: DDIM and DPM-Solver++ at few steps vs DDIM-50 and DDPM at
+  1000: time and quality (normalised FD against held-out songs);
 - ``seed-workload``: the seed's 5 epochs over 710 songs, time and memory;
 - ``fast-path``: each fast-path choice vs the alternative it replaced;
 - ``quality``: sample quality after the same minutes of training, per
@@ -20,6 +21,7 @@ import torch
 
 from ..files import atomic_write
 from ..model import DiTConfig
+from ..sample import SAMPLERS
 from ..spectrogram import SpectrogramConfig
 from ..train import pick_device
 from . import fast_path, measure, preprocess, quality, sampling, seed_workload, train_step
@@ -49,15 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--max-clips-per-song", type=int, default=None)
     p.add_argument("--repeats", type=int, default=5)
 
-    p = sub.add_parser("sampling", parents=[common], help="DDIM at 25/50/100 steps vs DDPM at 1000")
-    p.add_argument("--preset", default=None, help="DiT preset trained on the demo set (default: seed on a GPU, "
-                                                  "tiny on a CPU)")
+    p = sub.add_parser("sampling", parents=[common], help="samplers at few steps vs DDIM-50 and DDPM-1000: "
+                                                          "time and quality")
+    p.add_argument("--preset", default=None, help="DiT preset trained on the demo set's training songs (default: "
+                                                  "seed on a GPU, tiny on a CPU)")
     p.add_argument("--checkpoint", default=None, help="sample from this checkpoint instead")
     p.add_argument("--train-steps", type=int, default=400)
     p.add_argument("--timesteps", type=int, default=1000, help="the DDPM schedule's length")
-    p.add_argument("--clips", type=int, default=16)
-    p.add_argument("--ddim-steps", type=int, nargs="+", default=[25, 50, 100])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clips", type=int, default=64, help="clips per contender and seed")
+    p.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 25, 50])
+    p.add_argument("--samplers", nargs="+", default=["ddim", "dpm++"], choices=SAMPLERS)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                   help="one timed round each: its starting noise and its halves of the held-out clips")
 
     p = sub.add_parser("seed-workload", parents=[common], help="5 epochs over 710 songs, seed preset")
     p.add_argument("--steps", type=int, default=None, help="time this many steps and project the rest "
@@ -99,8 +104,8 @@ def run(args) -> dict:
                                 args.max_clips_per_song, args.repeats)
     elif args.benchmark == "sampling":
         config, spec = model_and_spectrogram(args.preset or ("seed" if gpu else "tiny"))
-        result = sampling.run(device, config, spec, args.checkpoint, args.clips, tuple(args.ddim_steps),
-                              args.train_steps, args.timesteps, repeats=args.repeats)
+        result = sampling.run(device, config, spec, args.checkpoint, args.clips, tuple(args.steps),
+                              tuple(args.samplers), args.train_steps, args.timesteps, tuple(args.seeds))
     elif args.benchmark == "quality":
         result = quality.run(args.variants, args.minutes, args.out, args.n, args.sample_steps, args.json)
     elif args.benchmark == "fast-path":

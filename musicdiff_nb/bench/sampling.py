@@ -1,99 +1,200 @@
-"""Sampling: DDIM at 25, 50 and 100 steps against DDPM over all 1000
-timesteps, from the same trained model. Wall time per clip (noise ->
-spectrogram), and how close each sampler's output statistics come to
-DDPM's: the mean and spread of the magnitude (dB) in each frequency bin,
-over all clips and frames. A second DDPM run from other noise gives the
-distance that sampling noise alone produces, and the training clips the
-distance to the data."""
+"""Sampling: fewer steps at equal quality. From one trained model, each
+sampler (DDIM, DPM-Solver++) at a few step counts, DDIM at 50 steps as the
+reference and DDPM over all T timesteps as the slow gold standard.
+
+Per contender: **model calls** (one per step: sampled without a condition, so
+no classifier-free guidance, which would make two), **seconds per clip**
+(noise -> spectrogram, the contenders interleaved by measure.interleaved,
+one round per seed) and the **normalised Fréchet distance** against songs
+that training held out, on both embeddings (quality.py: 0 = real music,
+1 = noise), for each seed and their mean.
+
+Each seed draws its own starting noise (the same for every contender) and
+its own halves of the held-out clips, so two seeds show how much the FD
+moves when nothing but chance changes:
+
+- the **spread** of a contender is max - min of its normalised FD (features)
+  over the seeds;
+- the **FD noise** is the larger spread of DDIM-50 and of DDPM-T (DDPM-T
+  against DDPM-T from other noise);
+- a sampler at k steps is **as good as DDIM-50** when its mean normalised FD
+  (features) is at most DDIM-50's mean plus the FD noise (a lower FD is
+  never a failure);
+- a sampler's **fewest steps** is the smallest k tested from which on every
+  tested step count is as good as DDIM-50 (none: not even its most steps
+  are), reported with its model calls as a share of DDIM-50's.
+
+DDIM-50 is DDIM at min(50, T) steps. The model is a checkpoint (scored
+against the songs its training held out, as recorded in it) or a DiT trained
+here on the demo set's training songs (``subset="train"``, package split).
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import asdict
+
 import torch
 
+from ..data import SPLIT, load_music_dataset, spectrograms
 from ..model import DiT, DiTConfig
+from ..quality import EMBEDDINGS, build_reference, score
 from ..sample import sample
 from ..schedule import DDPMSchedule
-from ..spectrogram import SpectrogramConfig, magnitude_db
+from ..spectrogram import SpectrogramConfig
 from ..train import TrainConfig, load_checkpoint, train
 from . import measure
+
+REFERENCE_STEPS = 50
+
+
+def contender_name(sampler: str, steps: int) -> str:
+    return f"{sampler.upper()}-{steps}"
 
 
 def demo_model(config: DiTConfig, spec: SpectrogramConfig, device: torch.device, steps: int, timesteps: int,
                max_clips_per_song: int | None):
-    """A DiT trained for ``steps`` on the demo set (EMA weights), its
-    schedule and its training clips."""
-    from ..data import load_music_dataset, spectrograms
-
-    clips = spectrograms(load_music_dataset("demo", spec, max_clips_per_song=max_clips_per_song, keep_audio=False))
+    """A DiT trained for ``steps`` on the demo set's training songs (EMA weights) and its schedule."""
+    ds = load_music_dataset("demo", spec, subset="train", max_clips_per_song=max_clips_per_song, keep_audio=False,
+                            **SPLIT)
+    clips = spectrograms(ds)
     torch.manual_seed(0)
     model = DiT(config)
     schedule = DDPMSchedule(num_timesteps=timesteps)
     cfg = TrainConfig(steps=steps, batch_size=min(16, len(clips)), lr=1e-3, ema_decay=0.995,
                       log_every=steps, checkpoint_every=steps, device=str(device), progress=False)
-    history = train(model, schedule, clips, cfg)
-    return history.ema, schedule, clips
+    history = train(model, schedule, clips, cfg,
+                    metadata={"spectrogram": asdict(spec), "data": "demo", "split": SPLIT})
+    return history.ema, schedule
 
 
-def spectral_statistics(specs: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:
-    """[2, F]: mean and standard deviation of the magnitude in dB per bin."""
-    magnitude = magnitude_db(specs.float().cpu(), cfg, floor_db=-80.0).transpose(0, 1).flatten(1)
-    return torch.stack([magnitude.mean(dim=1), magnitude.std(dim=1)])
+def checkpoint_model(path: str, device: torch.device):
+    """A checkpoint's EMA model, schedule, spectrogram, data source and split."""
+    ckpt = load_checkpoint(path, device)
+    if ckpt.spectrogram is None:
+        raise ValueError(f"{path} records no spectrogram settings, so its samples cannot become audio to score")
+    split = ckpt.metadata.get("split") or {}
+    if not split.get("held_out"):
+        warnings.warn(f"{path} was trained on every song (no held-out split): it is scored against songs it saw",
+                      stacklevel=2)
+        split = SPLIT
+    return ckpt.ema, ckpt.schedule, ckpt.spectrogram, ckpt.metadata.get("data", "demo"), split
 
 
-def distance_db(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-    """Mean absolute difference of the per-bin mean and spread, in dB."""
-    return {"mean_db": float((a[0] - b[0]).abs().mean()), "std_db": float((a[1] - b[1]).abs().mean())}
+def contenders(samplers: tuple[str, ...], steps: tuple[int, ...], timesteps: int) -> dict[str, dict]:
+    """name -> {sampler, steps, model_calls}: every sampler at every step
+    count, DDIM-50 (the reference) and DDPM over all timesteps."""
+    plan = [(s, k) for s in samplers for k in steps] + [("ddim", min(REFERENCE_STEPS, timesteps)), ("ddpm", timesteps)]
+    return {contender_name(s, k): {"sampler": s, "steps": k, "model_calls": k} for s, k in plan}
+
+
+def drawer(model: DiT, schedule: DDPMSchedule, n: int, sampler: str, steps: int, seeds: list[int],
+           device: torch.device, drawn: list):
+    """A function that draws ``n`` clips from the next seed's noise into ``drawn`` at each call."""
+    def draw():
+        generator = torch.Generator(device).manual_seed(seeds[len(drawn)])
+        drawn.append(sample(model, schedule, n, steps=steps, sampler=sampler, generator=generator))
+    return draw
+
+
+def spread(row: dict) -> float:
+    seeds = row["fd"]["features"]["seeds"]
+    return max(seeds) - min(seeds)
+
+
+def compare(rows: dict[str, dict], samplers: tuple[str, ...], reference: str, ddpm: str) -> dict:
+    """The FD noise and each sampler's fewest steps as good as ``reference`` (see the module docstring)."""
+    noise = max(spread(rows[reference]), spread(rows[ddpm]))
+    limit = rows[reference]["fd"]["features"]["mean"] + noise
+    fewest = {}
+    for sampler in samplers:
+        tested = sorted((row["steps"], row) for row in rows.values() if row["sampler"] == sampler)
+        good = [row["fd"]["features"]["mean"] <= limit for _, row in tested]
+        first = next((i for i in range(len(tested)) if all(good[i:])), None)
+        if first is None:
+            fewest[sampler] = None
+        else:
+            steps, row = tested[first]
+            fewest[sampler] = {"steps": steps, "model_calls": row["model_calls"],
+                               "calls_vs_reference": row["model_calls"] / rows[reference]["model_calls"]}
+    return {"reference": reference, "ddpm": ddpm, "fd_noise": noise, "as_good_below": limit, "fewest_steps": fewest}
+
+
+def quality_figures(reports: list) -> dict:
+    """Normalised FD per embedding, its mean over the seeds and each seed's."""
+    figures = {}
+    for embedding in EMBEDDINGS:
+        seeds = [r.fd[embedding]["normalised"] for r in reports]
+        figures[embedding] = {"mean": sum(seeds) / len(seeds), "seeds": seeds}
+    return figures
+
+
+def draw_timed(model: DiT, schedule: DDPMSchedule, plan: dict[str, dict], clips: int, seeds: list[int],
+               device: torch.device) -> tuple[dict[str, list], dict[str, list[float]]]:
+    """Each contender's clips for each seed and the seconds each draw took:
+    one round per seed, the contenders interleaved (measure.interleaved)."""
+    drawn = {name: [] for name in plan}
+    draws = {name: drawer(model, schedule, clips, c["sampler"], c["steps"], seeds, device, drawn[name])
+             for name, c in plan.items()}
+    times = measure.interleaved(draws, device, repeats=len(seeds), warmup=0)
+    return drawn, times
 
 
 def run(device: torch.device, config: DiTConfig, spec: SpectrogramConfig, checkpoint: str | None = None,
-        clips: int = 16, ddim_steps: tuple[int, ...] = (25, 50, 100), train_steps: int = 400,
-        timesteps: int = 1000, max_clips_per_song: int | None = 30, repeats: int = 3) -> dict:
+        clips: int = 64, steps: tuple[int, ...] = (5, 10, 15, 25, 50), samplers: tuple[str, ...] = ("ddim", "dpm++"),
+        train_steps: int = 400, timesteps: int = 1000, seeds: tuple[int, ...] = (0, 1),
+        max_clips_per_song: int | None = 30) -> dict:
+    if len(seeds) < 2:
+        raise ValueError(f"seeds={list(seeds)}: give two or more, the FD noise is their spread")
     if checkpoint:
-        ckpt = load_checkpoint(checkpoint, device)
-        model, schedule, spec, data = ckpt.ema, ckpt.schedule, ckpt.spectrogram or spec, None
-        source = f"checkpoint {checkpoint}"
+        model, schedule, spec, source, split = checkpoint_model(checkpoint, device)
+        description = f"checkpoint {checkpoint}"
     else:
-        model, schedule, data = demo_model(config, spec, device, train_steps, timesteps, max_clips_per_song)
-        source = (f"a DiT of {model.num_parameters() / 1e6:.2f} M parameters trained {train_steps} steps on the "
-                  "demo set")
-    model = model.to(device).eval()
+        model, schedule = demo_model(config, spec, device, train_steps, timesteps, max_clips_per_song)
+        source, split = "demo", SPLIT
+        description = (f"a DiT of {model.num_parameters() / 1e6:.2f} M parameters trained {train_steps} steps on the "
+                       "demo set's training songs")
+    model, seeds = model.to(device).eval(), list(seeds)
+    plan = contenders(samplers, steps, schedule.num_timesteps)
+    drawn, times = draw_timed(model, schedule, plan, clips, seeds, device)
 
-    outputs = {}
-
-    def sampler(name, seed, **kwargs):
-        def draw():
-            generator = torch.Generator(device).manual_seed(seed)
-            outputs[name] = sample(model, schedule, clips, generator=generator, **kwargs)
-        return draw
-
-    ddpm = f"DDPM-{schedule.num_timesteps}"
-    contenders = {f"DDIM-{k}": sampler(f"DDIM-{k}", 1, steps=k, sampler="ddim") for k in ddim_steps}
-    contenders[ddpm] = sampler(ddpm, 1, steps=None, sampler="ddpm")
-    times = measure.interleaved(contenders, device, repeats=repeats, warmup=0)
-    sampler("DDPM, other noise", 2, steps=None, sampler="ddpm")()
-
-    reference = spectral_statistics(outputs[ddpm], spec)
-    figures = {name: {"seconds": seconds, "seconds_per_clip": measure.median(seconds) / clips,
-                      "speedup_vs_ddpm": measure.median(times[ddpm]) / measure.median(seconds),
-                      "distance_to_ddpm": distance_db(spectral_statistics(outputs[name], spec), reference)}
-               for name, seconds in times.items()}
-    noise_floor = distance_db(spectral_statistics(outputs["DDPM, other noise"], spec), reference)
-    data_distance = distance_db(spectral_statistics(data, spec), reference) if data is not None else None
-    return {"benchmark": "sampling", "model": source, "clips": clips, "spectrogram": spec.__dict__,
-            "contenders": figures, "ddpm_vs_ddpm_other_noise": noise_floor, "data_vs_ddpm": data_distance}
+    real_music = build_reference(source, spec, **split)
+    ddpm = contender_name("ddpm", schedule.num_timesteps)
+    rows = {}
+    for name, c in plan.items():
+        reports = [score(real_music, specs.cpu(), model.config.patch_size, seed)
+                   for specs, seed in zip(drawn[name], seeds)]
+        rows[name] = {**c, "seconds": times[name], "seconds_per_clip": measure.median(times[name]) / clips,
+                      "speedup_vs_ddpm": measure.median(times[ddpm]) / measure.median(times[name]),
+                      "fd": quality_figures(reports), "quality": [r.to_dict() for r in reports]}
+    reference = contender_name("ddim", min(REFERENCE_STEPS, schedule.num_timesteps))
+    return {"benchmark": "sampling", "model": description, "data": source, "split": split, "clips": clips,
+            "scored_clips": rows[ddpm]["quality"][0]["n"], "seeds": seeds, "samplers": list(samplers),
+            "spectrogram": asdict(spec), "contenders": rows, **compare(rows, samplers, reference, ddpm)}
 
 
 def report(result: dict) -> str:
+    rows, reference = result["contenders"], result["reference"]
+    seeds = " ".join(str(s) for s in result["seeds"])
     lines = [f"sampling {result['clips']} clips of {result['spectrogram']['frames']} frames from {result['model']}; "
-             "distance = mean |difference| of the per-bin mean and std of the magnitude (dB) to DDPM's"]
-    for name, f in result["contenders"].items():
-        d = f["distance_to_ddpm"]
-        lines.append(f"  {name:10s} {f['seconds_per_clip']:9.4f} s per clip  {f['speedup_vs_ddpm']:7.1f}x DDPM's speed  "
-                     f"distance: mean {d['mean_db']:.2f} dB, std {d['std_db']:.2f} dB")
-    floor = result["ddpm_vs_ddpm_other_noise"]
-    lines.append(f"  DDPM vs DDPM from other noise: mean {floor['mean_db']:.2f} dB, std {floor['std_db']:.2f} dB "
-                 "(what sampling noise alone gives)")
-    if result["data_vs_ddpm"]:
-        d = result["data_vs_ddpm"]
-        lines.append(f"  training clips vs DDPM: mean {d['mean_db']:.2f} dB, std {d['std_db']:.2f} dB")
+             f"normalised FD against {result['scored_clips']} held-out clips per seed (0 = real, 1 = noise), "
+             f"mean [seeds {seeds}]",
+             f"  {'contender':10s} {'calls':>5s} {'s per clip':>10s} {'vs DDPM':>8s}   {'FD features':22s} FD judge"]
+    for name, row in rows.items():
+        fd = "   ".join(f"{row['fd'][e]['mean']:6.3f} [{' '.join(f'{v:.3f}' for v in row['fd'][e]['seeds'])}]"
+                       for e in EMBEDDINGS)
+        lines.append(f"  {name:10s} {row['model_calls']:5d} {row['seconds_per_clip']:10.4f} "
+                     f"{row['speedup_vs_ddpm']:7.1f}x   {fd}")
+    lines.append(f"  FD noise (features): {result['fd_noise']:.3f}, the larger spread over the seeds of {reference} "
+                 f"({spread(rows[reference]):.3f}) and {result['ddpm']} ({spread(rows[result['ddpm']]):.3f}); as good "
+                 f"as {reference}: FD features <= {result['as_good_below']:.3f}")
+    for sampler, fewest in result["fewest_steps"].items():
+        if fewest is None:
+            lines.append(f"  {sampler.upper():6s} not as good as {reference} at any step count tested")
+        else:
+            lines.append(f"  {sampler.upper():6s} fewest steps as good as {reference}: {fewest['steps']} "
+                         f"({fewest['model_calls']} model calls = {fewest['calls_vs_reference']:.2f}x {reference}'s)")
+    train_fd = {e: rows[reference]["quality"][0]["fd"][e]["train_normalised"] for e in EMBEDDINGS}
+    lines.append(f"  real clips of the training songs: FD features {train_fd['features']:.3f}, judge "
+                 f"{train_fd['judge']:.3f} (a perfect copy of the training data, seed {result['seeds'][0]})")
     return "\n".join(lines)
