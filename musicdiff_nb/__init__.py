@@ -2,6 +2,7 @@
 spectrograms — the helper package of the musicdiff notebooks."""
 
 from .data import label_names, load_music_dataset, multi_hot, spectrograms
+from .files import trained_checkpoint
 from .model import DiT, DiTConfig
 from .sample import sample, save_audio, write_wav
 from .schedule import DDPMSchedule
@@ -17,4 +18,5 @@ __all__ = [
     "TrainConfig", "History", "Checkpoint", "train", "load_checkpoint", "pick_device",
     "sample", "save_audio", "write_wav",
     "load_music_dataset", "label_names", "multi_hot", "spectrograms",
+    "trained_checkpoint",
 ]

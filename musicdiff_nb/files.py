@@ -100,3 +100,14 @@ def check_writable_folder(path) -> Path:
         raise PermissionError(f"cannot write in {existing}: choose another output folder than {path}, "
                               "or fix the folder's permissions")
     return path
+
+
+TRAINED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "demo.pt"
+
+
+def trained_checkpoint() -> Path:
+    """The checkpoint the package ships: the CPU defaults trained on the demo
+    set's training songs for an hour (see checkpoints/README.md beside it)."""
+    if not TRAINED_CHECKPOINT.is_file():
+        raise FileNotFoundError(f"{TRAINED_CHECKPOINT} is missing: reinstall musicdiff_nb (it ships inside the package)")
+    return TRAINED_CHECKPOINT

@@ -36,6 +36,7 @@ class RunSettings:
     lr: float
     ema_decay: float
     sample_steps: int
+    quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
 
     def describe(self) -> str:
         spec = self.spectrogram
@@ -82,5 +83,6 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
                            train_steps=1500, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50)
     if mode == "quick":
         return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
-                           train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10)
+                           train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
+                           quality_clips=16)
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")
