@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
 from .files import check_writable_folder, read_checkpoint, write_checkpoint
+from .memory import MemoryEstimate, check_fits, estimate_training_memory
 from .model import DiT, DiTConfig
 from .precision import PRECISIONS, autocast, autocast_dtype
 from .schedule import DDPMSchedule
@@ -363,10 +364,12 @@ def _diverged(what: str, last_logged: int, step: int, path: Path | None) -> Floa
                               "Lower lr, keep grad_clip on, or check the data for NaN/inf")
 
 
-def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device):
-    """The whole clip cache goes onto the GPU when it fits in half the free
-    memory (no loader, no per-step host copies); else it stays in host memory."""
-    fits = device.type != "cuda" or x0.nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]
+def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device, needed: MemoryEstimate):
+    """Refuses a run whose estimated peak (``needed``, memory.py) exceeds the
+    GPU's free memory. The whole clip cache goes onto the GPU when it fits in
+    half of what training leaves free (no loader, no per-step host copies);
+    else it stays in host memory."""
+    fits = device.type != "cuda" or x0.nbytes <= 0.5 * check_fits(needed, device)
     home = device if fits else torch.device("cpu")
     return x0.to(home), (cond.to(home) if cond is not None else None)
 
@@ -416,11 +419,11 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
 
 
 def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback) -> History:
+    dtype = autocast_dtype(device, cfg.precision)
+    x0, cond = _place(x0, cond, device, estimate_training_memory(model, cfg.batch_size // procs.world, dtype))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    x0, cond = _place(x0, cond, device)
-    dtype = autocast_dtype(device, cfg.precision)
     model.to(device).train()
     schedule.to(device)
     ema = ema_model(model)
