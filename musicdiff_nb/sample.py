@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .files import atomic_write
 from .model import DiT
+from .precision import autocast, autocast_dtype
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig, to_waveform
 
@@ -44,7 +44,7 @@ def guided_output(model: DiT, x: torch.Tensor, t: int, cond: torch.Tensor | None
 def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 50, sampler: str = "ddim",
            eta: float = 0.0, cond: torch.Tensor | None = None, guidance_scale: float = 1.0,
            generator: torch.Generator | None = None, return_trajectory: bool = False,
-           spacing: str = "trailing", progress: bool = False, prompt=None, labels=None):
+           spacing: str = "trailing", progress: bool = False, prompt=None, labels=None, precision: str = "auto"):
     """Draw ``n`` spectrograms [n, C, F, T] from pure noise.
 
     ``sampler="ddim"`` walks ``steps`` respaced timesteps (eta=0:
@@ -60,6 +60,8 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     Instead of ``cond``, ``prompt`` (a text, or one per sample) or ``labels``
     (label names) are turned into it the way the model was trained
     (``model.conditioning``, see conditioning.py).
+    ``precision`` picks the forward pass's autocast as in training
+    (``autocast_dtype``: bf16 or fp16 on a GPU, fp32 on a CPU).
     With ``return_trajectory`` the result is ``(samples, Trajectory)``.
     """
     if sampler not in SAMPLERS:
@@ -73,13 +75,13 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     shape = (n, config.in_channels, *config.input_size)
     x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
     timesteps = schedule.timesteps(steps if sampler == "ddim" else (steps or schedule.num_timesteps), spacing)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    dtype = autocast_dtype(device, precision)
     was_training = model.training
     model.eval()
     xs, x0s, previous = [x], [], None
     for i, t in enumerate(tqdm(timesteps, disable=not progress, desc=sampler, unit="step")):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        with autocast:
+        with autocast(device, dtype):
             out = guided_output(model, x, t, cond, guidance_scale).float()
         x0 = schedule.predict_x0(out, x, t, config.prediction_type) if return_trajectory or sampler == "dpm++" else None
         if return_trajectory:

@@ -5,6 +5,10 @@
 - ``"cpu"``: the same pipeline at a size that trains in minutes;
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook).
+
+Any size can be overridden with ``dataclasses.replace``, e.g.
+``replace(notebook_settings("gpu"), max_songs=2, max_clips_per_song=4)``:
+the tests run the gpu settings on a CPU that way.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -30,11 +29,12 @@ from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
 from .files import check_writable_folder, read_checkpoint, write_checkpoint
+from .memory import MemoryEstimate, check_fits, estimate_training_memory
 from .model import DiT, DiTConfig
+from .precision import PRECISIONS, autocast, autocast_dtype
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig
 
-PRECISIONS = ("auto", "fp32", "bf16")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 # settings a resumed run must share with its checkpoint: they fix the data
 # order, the random draws and the optimisation, so changing them midway would
@@ -49,7 +49,9 @@ class TrainConfig:
     ``epochs``, when set, overrides ``steps``; ``time_limit`` (seconds of
     training, counted over resumed runs too) stops earlier, at the first
     logged step past it: a budget of time instead of steps.
-    ``loss_weighting="min_snr"`` weights each sample's MSE by min-SNR-gamma
+    ``precision``: see ``autocast_dtype`` (``"auto"``: bf16 on Ampere and
+    later GPUs, fp16 with loss scaling on older ones such as Colab's T4, fp32
+    on a CPU). ``loss_weighting="min_snr"`` weights each sample's MSE by min-SNR-gamma
     (``DDPMSchedule.min_snr_weight``); ``"none"`` is plain MSE. Checkpoints go to
     ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end; with
     ``resume`` a run finds its checkpoint there and continues."""
@@ -108,16 +110,20 @@ class TrainConfig:
 @dataclass
 class History:
     """Mean training loss over each ``log_every`` steps, ending at ``step``;
+    ``skipped_steps`` counts the fp16 steps the loss scaler skipped for
+    inf/NaN gradients (their weights were left unchanged);
     after ``train``, ``ema`` is the model with the averaged weights."""
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
     device: str = ""
+    skipped_steps: int = 0
     ema: DiT | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return dict(step=self.step, loss=self.loss, seconds=self.seconds, device=self.device)
+        return dict(step=self.step, loss=self.loss, seconds=self.seconds, device=self.device,
+                    skipped_steps=self.skipped_steps)
 
 
 def is_main_process() -> bool:
@@ -200,13 +206,14 @@ def load_checkpoint(path, device="cpu") -> Checkpoint:
 
 
 def save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata,
-                        num_clips):
+                        num_clips, scaler=None):
     return write_checkpoint(path, {
         "model_config": model.config.to_dict(), "schedule_config": dict(schedule.config),
         "conditioning": model.conditioning.to_dict() if model.conditioning else None,
         "train_config": asdict(cfg), "metadata": metadata or {}, "num_clips": num_clips,
         "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
         "step": step, "rng": generator.get_state(), "history": history.to_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
     })
 
 
@@ -235,7 +242,8 @@ def check_resume(cfg: TrainConfig, model_config: DiTConfig, schedule: DDPMSchedu
     return state
 
 
-def _restore(state: dict, path: Path, model, ema, optimizer, generator, num_clips: int) -> tuple[int, History]:
+def _restore(state: dict, path: Path, model, ema, optimizer, generator, scaler,
+             num_clips: int) -> tuple[int, History]:
     if state.get("num_clips", num_clips) != num_clips:
         raise ValueError(f"{path} was trained on {state['num_clips']} clips, this data has {num_clips}: resume on "
                          f"the same data (same songs and clip settings), or {FRESH_START}")
@@ -243,6 +251,8 @@ def _restore(state: dict, path: Path, model, ema, optimizer, generator, num_clip
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["rng"])
+    if scaler.is_enabled() and state.get("scaler"):  # a run that was not fp16 starts the loss scale afresh
+        scaler.load_state_dict(state["scaler"])
     return state["step"], History(**state["history"])
 
 
@@ -354,10 +364,12 @@ def _diverged(what: str, last_logged: int, step: int, path: Path | None) -> Floa
                               "Lower lr, keep grad_clip on, or check the data for NaN/inf")
 
 
-def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device):
-    """The whole clip cache goes onto the GPU when it fits in half the free
-    memory (no loader, no per-step host copies); else it stays in host memory."""
-    fits = device.type != "cuda" or x0.nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]
+def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device, needed: MemoryEstimate):
+    """Refuses a run whose estimated peak (``needed``, memory.py) exceeds the
+    GPU's free memory. The whole clip cache goes onto the GPU when it fits in
+    half of what training leaves free (no loader, no per-step host copies);
+    else it stays in host memory."""
+    fits = device.type != "cuda" or x0.nbytes <= 0.5 * check_fits(needed, device)
     home = device if fits else torch.device("cpu")
     return x0.to(home), (cond.to(home) if cond is not None else None)
 
@@ -367,6 +379,15 @@ def _gather(data: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torc
     gathered into pinned memory, so their copy does not stop the host."""
     rows = data[idx]
     return rows if rows.device == device else rows.pin_memory().to(device, non_blocking=True)
+
+
+def _scaled_step(optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """The fp16 optimizer step through the loss scaler; True (on the device,
+    read at the next loss check) when it was skipped for inf/NaN gradients."""
+    scale = scaler._scale.clone()  # the tensor: get_scale() would wait for the GPU at every step
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler._scale < scale  # update() lowers the scale exactly when step() skipped
 
 
 def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConfig(), *,
@@ -398,22 +419,24 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
 
 
 def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback) -> History:
+    dtype = autocast_dtype(device, cfg.precision)
+    x0, cond = _place(x0, cond, device, estimate_training_memory(model, cfg.batch_size // procs.world, dtype))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    x0, cond = _place(x0, cond, device)
     model.to(device).train()
     schedule.to(device)
     ema = ema_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     generator = torch.Generator(device).manual_seed(cfg.seed)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bf16 has fp32's range: no scaling
     per_epoch = len(x0) // cfg.batch_size
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs is not None else cfg.steps
 
     step, history = 0, History(device=str(device))
     path = cfg.checkpoint_path
     if state is not None:
-        step, history = _restore(state, path, model, ema, optimizer, generator, len(x0))
+        step, history = _restore(state, path, model, ema, optimizer, generator, scaler, len(x0))
         history.device = str(device)
         if cfg.time_limit is not None and history.seconds >= cfg.time_limit:
             total = step  # its time budget is spent: nothing more to train
@@ -424,11 +447,10 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if procs.world > 1 else model
     net = torch.compile(net) if cfg.compile else net
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (
-        device.type == "cuda" and cfg.precision in ("auto", "bf16")) else nullcontext()
 
     batches = _batches(len(x0), cfg, procs, step, x0.device)
     running = torch.zeros((), device=device)
+    skipped = torch.zeros((), dtype=torch.long, device=device)
     bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
     started = time.perf_counter()
     while step < total:
@@ -436,14 +458,18 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
         clean = _gather(x0, idx, device)
         c = _gather(cond, idx, device) if cond is not None else None
         noise, t, drop = _draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, procs, device)
-        with autocast:
+        with autocast(device, dtype):
             out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
         loss = diffusion_loss(out.float(), clean, noise, t, schedule, model.config.prediction_type, cfg)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.grad_clip:
+            scaler.unscale_(optimizer)  # clip the true gradients (without fp16, nothing to unscale)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        if scaler.is_enabled():
+            skipped += _scaled_step(optimizer, scaler)
+        else:
+            optimizer.step()
         update_ema(ema, model, cfg.ema_decay, step)
         running += loss.detach()
         step += 1
@@ -454,6 +480,11 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
             running.zero_()
             if not math.isfinite(value):
                 raise _diverged(f"the loss became {value}", last_logged, step, path)
+            history.skipped_steps += int(skipped)
+            skipped.zero_()
+            if scaler.is_enabled() and scaler.get_scale() < 1:  # skipping is normal; at every scale it is not
+                raise _diverged("the gradients were inf or NaN at every fp16 loss scale down to "
+                                f"{scaler.get_scale():g}", last_logged, step, path)
             history.step.append(step)
             history.loss.append(value)
             history.seconds += time.perf_counter() - started
@@ -461,7 +492,7 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
             if cfg.time_limit is not None and procs.any(history.seconds >= cfg.time_limit, device):
                 total = step  # the budget is spent: this step is the last, and is saved
             bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{value:.4f}")
+            bar.set_postfix(loss=f"{value:.4f}", **({"skipped": history.skipped_steps} if scaler.is_enabled() else {}))
             if is_main_process() and callback is not None:
                 callback(step, history, model)
             if path is not None and (step % cfg.checkpoint_every == 0 or step == total):
@@ -469,7 +500,7 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
                     raise _diverged("the weights became NaN or inf", last_logged, step, path)
                 if is_main_process():
                     save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history,
-                                        metadata, len(x0))
+                                        metadata, len(x0), scaler)
     bar.close()
     model.eval()
     history.ema = ema.module.eval()
