@@ -19,11 +19,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import datasets
 import torch
 
+from . import data
 from .text import ENCODER_DIM, ENCODER_NAME, INSTALL_HINT, encode_text, text_encoder_available
+
+if TYPE_CHECKING:  # datasets takes seconds to import: with_condition imports it
+    import datasets
 
 KINDS = ("labels", "text")
 
@@ -118,8 +122,8 @@ def text_conditioning(label_names) -> Conditioning:
 def with_condition(ds: datasets.Dataset, conditioning: Conditioning) -> datasets.Dataset:
     """The dataset with a ``cond`` column (each clip's condition vector), which
     ``train`` conditions on."""
-    from .data import label_names
-    names = label_names(ds)
+    import datasets
+    names = data.label_names(ds)  # data.: label_names is a parameter's name in this module
     clip_labels = [[names[i] for i in ids] for ids in ds["labels"]]
     vectors = conditioning.from_labels(clip_labels)
     if "cond" in ds.column_names:

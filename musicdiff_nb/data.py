@@ -45,8 +45,8 @@ import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import soundfile as sf
 import torch
@@ -54,6 +54,9 @@ import torchaudio.functional as AF
 
 from .files import atomic_write
 from .spectrogram import SpectrogramConfig, to_spectrogram
+
+if TYPE_CHECKING:  # datasets takes seconds to import: the functions that load data import it
+    import datasets
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 LABEL_COLUMNS = ("labels", "label", "tags", "genres", "genre")
@@ -221,6 +224,7 @@ def hub_songs(source: str, split: str, audio_column: str | None, label_column: s
     if not Path(source).exists() and not HUB_ID.fullmatch(source):
         raise FileNotFoundError(f"there is no folder {source}: pass a folder of audio files, 'demo', 'scores', "
                                 "or a Hugging Face dataset id (name or owner/name)")
+    import datasets
     ds = datasets.load_dataset(source, split=split)
     audio_column = audio_column or next(
         (c for c, f in ds.features.items() if isinstance(f, datasets.Audio)), "audio" if "audio" in ds.features else None)
@@ -237,6 +241,7 @@ def hub_songs(source: str, split: str, audio_column: str | None, label_column: s
 
 
 def _class_names(feature) -> list[str] | None:
+    import datasets
     feature = getattr(feature, "feature", feature)  # Sequence/List of ClassLabel
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
@@ -359,6 +364,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     ``held_out_songs``), ``"held_out"`` is only those songs (the real music a
     model is scored against, quality.py), ``"all"`` is every song.
     """
+    import datasets
     clip_hop = clip_hop or spectrogram.clip_samples
     columns = None
     if source == "scores":
@@ -459,6 +465,7 @@ def training_tensors(data, conditional: bool = False) -> tuple[torch.Tensor, tor
         return data.float(), None
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return data[0].float(), (data[1].float() if conditional else None)
+    import datasets
     if isinstance(data, datasets.Dataset):
         cond = None
         if conditional:
