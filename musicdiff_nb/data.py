@@ -52,7 +52,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .files import atomic_write
+from .files import atomic_write, cache_root
+from .scores import scores_folder
 from .spectrogram import SpectrogramConfig, to_spectrogram
 
 if TYPE_CHECKING:  # datasets takes seconds to import: the functions that load data import it
@@ -73,11 +74,6 @@ class AudioError(ValueError):
     def __init__(self, name: str, reason: str, detail: str = ""):
         super().__init__(f"{name}: {reason}{detail}")
         self.reason = reason
-
-
-def cache_root() -> Path:
-    """Where musicdiff keeps downloads and caches: ``$MUSICDIFF_CACHE`` or ~/.cache/musicdiff."""
-    return Path(os.environ.get("MUSICDIFF_CACHE", Path.home() / ".cache" / "musicdiff"))
 
 
 # -- decoding -----------------------------------------------------------------
@@ -368,7 +364,6 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     clip_hop = clip_hop or spectrogram.clip_samples
     columns = None
     if source == "scores":
-        from .scores import scores_folder
         songs = folder_songs(scores_folder(max_songs), label_column or "labels")
     elif source == "demo":
         songs = demo_songs()

@@ -24,6 +24,11 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
+def cache_root() -> Path:
+    """Where musicdiff keeps downloads and caches: ``$MUSICDIFF_CACHE`` or ~/.cache/musicdiff."""
+    return Path(os.environ.get("MUSICDIFF_CACHE", Path.home() / ".cache" / "musicdiff"))
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Yield a file that replaces ``path`` only once it is complete: write to a

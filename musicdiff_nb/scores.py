@@ -36,7 +36,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm.auto import tqdm
 
-from .files import atomic_write
+from .files import atomic_write, cache_root
 
 SAMPLE_RATE = 22050
 SONG_SECONDS = 30.0
@@ -161,7 +161,6 @@ def song_name(collection: Collection, path: Path) -> str:
 def scores_folder(size: int | None = None) -> Path:
     """A folder of ``size`` rendered songs (default ``DEFAULT_SONGS``) with a
     ``metadata.csv`` (``file_name,labels``), rendered once into the cache."""
-    from .data import cache_root
     size = DEFAULT_SONGS if size is None else size
     if size < 1:
         raise ValueError(f"size={size}: ask for at least one song")

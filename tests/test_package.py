@@ -1,7 +1,13 @@
-"""The package as a newcomer meets it: a fast import."""
+"""The package as a newcomer meets it: a fast import, no import cycles."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import musicdiff_nb
+
+PACKAGE = Path(musicdiff_nb.__file__).parent
 
 
 def test_import_does_not_load_datasets():
@@ -10,3 +16,48 @@ def test_import_does_not_load_datasets():
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports, at module level or in a function."""
+    modules = {".".join(("musicdiff_nb", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                graph[name] |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                base = ".".join(filter(None, (base, node.module)))
+                graph[name] |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                                for alias in node.names}
+        graph[name] &= modules.keys()
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        cycle = next(filter(None, map(visit, sorted(graph[module]))), None)
+        path.pop()
+        done.add(module)
+        return cycle
+
+    return next(filter(None, map(visit, sorted(graph))), None)
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert {"musicdiff_nb.data", "musicdiff_nb.scores", "musicdiff_nb.bench.measure"} <= graph.keys()
+    assert "musicdiff_nb.files" in graph["musicdiff_nb.scores"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
