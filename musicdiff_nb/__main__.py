@@ -18,7 +18,17 @@ from pathlib import Path
 import torch
 
 from . import bench
-from .data import SPLIT
+from .conditioning import label_conditioning, text_conditioning, with_condition
+from .data import SPLIT, label_names, load_music_dataset
+from .files import atomic_write, check_writable_folder
+from .model import DiT, DiTConfig
+from .quality import evaluate_checkpoint
+from .sample import sample as sample_clips
+from .sample import save_audio
+from .schedule import DDPMSchedule
+from .spectrogram import SpectrogramConfig
+from .train import TrainConfig, check_resume, is_main_process, load_checkpoint, pick_device
+from .train import train as train_model
 
 # a user's mistake (a setting, a path, a file; data.AudioError is a ValueError), an unreachable hub or a
 # diverged run: one line, no traceback (--debug shows it); any other exception is a bug and shows its traceback
@@ -40,7 +50,6 @@ def _data_args(p: argparse.ArgumentParser):
 
 
 def _spectrogram(args):
-    from . import SpectrogramConfig
     chosen = {k: v for k, v in dict(compression=args.compression, n_fft=args.n_fft, frames=args.frames).items()
               if v is not None}
     return SpectrogramConfig.preset(args.spectrogram, representation=args.representation, **chosen)
@@ -51,12 +60,10 @@ def _split(args) -> dict:
 
 
 def _load(args, spec):
-    from . import load_music_dataset
     return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs, max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):
-    from . import label_names
     spec = _spectrogram(args)
     ds = _load(args, spec)
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
@@ -64,11 +71,7 @@ def prepare(args):
 
 
 def train(args):
-    from . import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, train
-    from .conditioning import label_conditioning, text_conditioning, with_condition
-    from .plotting import plot_loss, save_figure
-    from .files import check_writable_folder
-    from .train import check_resume, is_main_process, pick_device
+    from .plotting import plot_loss, save_figure  # matplotlib and pandas take a second: only plotting commands wait
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
     spec = _spectrogram(args)
     patch = {"patch_size": args.patch_size} if args.patch_size else {}
@@ -94,8 +97,8 @@ def train(args):
     if is_main_process():
         print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
               f"{cfg.checkpoint_path}")
-    history = train(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
-                                                          "data": args.data, "split": _split(args)})
+    history = train_model(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
+                                                                "data": args.data, "split": _split(args)})
     if is_main_process():
         save_figure(plot_loss(history, f"{args.preset} on {args.data}"), Path(args.out) / "loss.png")
         print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
@@ -103,9 +106,7 @@ def train(args):
 
 
 def sample(args):
-    from . import load_checkpoint, pick_device, sample, save_audio
-    from .files import check_writable_folder
-    from .plotting import plot_spectrograms, save_figure
+    from .plotting import plot_spectrograms, save_figure  # see train()
     if args.n < 1:
         raise ValueError(f"-n {args.n}: ask for at least one clip")
     out = check_writable_folder(args.out)
@@ -118,8 +119,8 @@ def sample(args):
         raise ValueError(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none "
                          "(unconditional)")
     generator = torch.Generator().manual_seed(args.seed)
-    specs = sample(ckpt.ema, ckpt.schedule, args.n, steps=args.steps or None, sampler=args.sampler, eta=args.eta,
-                   guidance_scale=args.guidance, generator=generator, progress=True, **request)
+    specs = sample_clips(ckpt.ema, ckpt.schedule, args.n, steps=args.steps or None, sampler=args.sampler,
+                         eta=args.eta, guidance_scale=args.guidance, generator=generator, progress=True, **request)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
         save_figure(plot_spectrograms([s], spec, [f"sample {i} ({args.sampler}, {args.steps or 'all'} steps)"]),
@@ -128,9 +129,6 @@ def sample(args):
 
 
 def evaluate(args):
-    from . import pick_device
-    from .files import atomic_write
-    from .quality import evaluate_checkpoint
     steps = args.steps or None  # 0: all timesteps (DDPM)
     report = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, steps=steps, sampler=args.sampler,
                                  seed=args.seed, device=pick_device(args.device))

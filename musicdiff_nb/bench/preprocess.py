@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
+import librosa
 import numpy as np
 import torch
 
@@ -42,8 +43,6 @@ def clips(files: list[Path], cfg: SpectrogramConfig, max_clips: int | None) -> t
 
 def librosa_spectrogram(waves: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     """``to_spectrogram`` (complex representation) done with librosa.stft."""
-    import librosa
-
     window = librosa.filters.get_window("hann", cfg.n_fft, fftbins=True)
     x = librosa.stft(waves, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.n_fft, window="hann",
                      center=True, pad_mode="reflect")[..., :-1, :] / np.linalg.norm(window)

@@ -19,7 +19,7 @@ from . import measure
 
 def diffusers_dit(config: DiTConfig) -> torch.nn.Module:
     """diffusers' DiT with our configuration's architecture."""
-    from diffusers import DiTTransformer2DModel
+    from diffusers import DiTTransformer2DModel  # a test-only dependency (requirements.txt), not the package's
 
     height, width = config.input_size
     if height != width or config.mlp_ratio != 4:
