@@ -1,9 +1,13 @@
-"""The package as a newcomer meets it: a fast import, no import cycles."""
+"""The package as a newcomer meets it: a fast import, no import cycles, the
+names the README lists, one version."""
 
 import ast
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import musicdiff_nb
 
@@ -61,3 +65,22 @@ def test_no_import_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_readme_lists_what_the_package_exports():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = readme.split("## The package", 1)[1].split("from musicdiff_nb import (", 1)[1].split(")", 1)[0]
+    listed = [name.strip() for line in block.splitlines() for name in line.split("#")[0].split(",") if name.strip()]
+    assert listed == musicdiff_nb.__all__
+    assert all(hasattr(musicdiff_nb, name) for name in musicdiff_nb.__all__)
+    modules = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} | {"bench/"}
+    tree = readme.split("## The package", 1)[1].split("musicdiff_nb/\n", 1)[1].split("```", 1)[0]
+    assert {line.split()[0] for line in tree.splitlines()} == modules  # the README's tree names every module
+
+
+def test_the_version_is_declared_once():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "musicdiff_nb.__version__"}
+    assert importlib.metadata.version("musicdiff_nb") == musicdiff_nb.__version__
