@@ -1,13 +1,16 @@
-"""Shared fixtures: real music from the demo set (fetched once into the cache)."""
+"""Shared fixtures (real music from the demo set, fetched once into the cache)
+and the helpers that several test modules use."""
 
 import pytest
 import torch
 
-from musicdiff_nb import SpectrogramConfig, load_music_dataset, spectrograms
+from musicdiff_nb import DDPMSchedule, SpectrogramConfig, load_music_dataset, spectrograms
 from musicdiff_nb.data import decode_audio, demo_folder
 
 # Small enough for fast CPU tests: 128 bins x 64 frames (0.5 s at 16 kHz)
 TEST_SPEC = SpectrogramConfig.preset("small", frames=64)
+ATOL = 1e-5
+DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,38 @@ def demo_clips():
     """Real spectrogram clips [6, 2, 128, 64] (3 clips of 2 songs)."""
     ds = load_music_dataset("demo", TEST_SPEC, max_songs=2, max_clips_per_song=3, keep_audio=False)
     return spectrograms(ds)
+
+
+# -- helpers --------------------------------------------------------------------
+
+def randomize(model):
+    """Give the zero-initialised layers weights, as training would."""
+    torch.manual_seed(0)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def dpm_solver_oracle(beta_schedule, prediction_type, spacing, steps):
+    """diffusers' DPM-Solver++(2M), set to visit our timesteps."""
+    from diffusers import DPMSolverMultistepScheduler  # 4 s to import: only in the tests that compare with it
+
+    theirs = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[beta_schedule], beta_start=1e-4, beta_end=0.02,
+        prediction_type=prediction_type, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+        lower_order_final=True, final_sigmas_type="zero", timestep_spacing="trailing")
+    timesteps = DDPMSchedule(beta_schedule=beta_schedule).timesteps(steps, spacing)
+    if spacing == "trailing":
+        theirs.set_timesteps(steps)
+        assert theirs.timesteps.tolist() == timesteps
+    else:  # diffusers' own "leading" differs from DDIM's: hand it ours
+        theirs.set_timesteps(timesteps=timesteps)
+    return theirs
+
+
+def assert_close_for_its_size(got, expected, t):
+    """Within ATOL of the numbers' size (at least 1): float32 keeps 7 digits, and
+    an epsilon model's error becomes x0's times 1 / alpha_t (2e4 at cosine's
+    t = 999), which DPM-Solver carries into x_t."""
+    scale = max(1.0, expected.abs().max().item())
+    assert torch.allclose(got, expected, atol=ATOL * scale, rtol=0), (t, (got - expected).abs().max(), scale)

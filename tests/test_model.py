@@ -5,15 +5,9 @@ import torch.nn.functional as F
 from musicdiff_nb import DiT, DiTConfig
 from musicdiff_nb.model import deembed_patches
 
+from conftest import randomize
+
 SEED_PARAMETERS = 5_388_802  # reported by the seed
-
-
-def randomize(model):
-    """Give the zero-initialised layers weights, as training would."""
-    torch.manual_seed(0)
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    return model
 
 
 @pytest.mark.parametrize("input_size, patch", [((64, 32), 8), ((128, 256), 16), ((32, 96), 4)])

@@ -14,8 +14,7 @@ from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_d
 from musicdiff_nb import plotting
 from musicdiff_nb.neighbours import nearest_clips
 
-from conftest import TEST_SPEC
-from test_model import randomize
+from conftest import TEST_SPEC, randomize
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ import torch
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, SpectrogramConfig, sample, save_audio
 
-from test_model import randomize
-from test_schedule import assert_close_for_its_size, dpm_solver_oracle
+from conftest import assert_close_for_its_size, dpm_solver_oracle, randomize
 
 
 def model_and_schedule(cond_dim=0, prediction_type="sample"):

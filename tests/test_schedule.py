@@ -4,12 +4,11 @@ numerical oracle)."""
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from musicdiff_nb import DDPMSchedule
 
-ATOL = 1e-5
-DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+from conftest import ATOL, DIFFUSERS_SCHEDULE, assert_close_for_its_size, dpm_solver_oracle
 
 
 def oracle(cls, beta_schedule, prediction_type="sample", **kwargs):
@@ -67,29 +66,6 @@ def test_ddim_step(beta_schedule, prediction_type, eta, spacing):
         got = ours.ddim_step(out, t, x, t_prev, prediction_type, eta=eta, noise=noise)
         assert torch.allclose(got, expected, atol=ATOL), (t, (got - expected).abs().max())
         x = expected
-
-
-def dpm_solver_oracle(beta_schedule, prediction_type, spacing, steps):
-    """diffusers' DPM-Solver++(2M), set to visit our timesteps."""
-    theirs = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[beta_schedule], beta_start=1e-4, beta_end=0.02,
-        prediction_type=prediction_type, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
-        lower_order_final=True, final_sigmas_type="zero", timestep_spacing="trailing")
-    timesteps = DDPMSchedule(beta_schedule=beta_schedule).timesteps(steps, spacing)
-    if spacing == "trailing":
-        theirs.set_timesteps(steps)
-        assert theirs.timesteps.tolist() == timesteps
-    else:  # diffusers' own "leading" differs from DDIM's: hand it ours
-        theirs.set_timesteps(timesteps=timesteps)
-    return theirs
-
-
-def assert_close_for_its_size(got, expected, t):
-    """Within ATOL of the numbers' size (at least 1): float32 keeps 7 digits, and
-    an epsilon model's error becomes x0's times 1 / alpha_t (2e4 at cosine's
-    t = 999), which DPM-Solver carries into x_t."""
-    scale = max(1.0, expected.abs().max().item())
-    assert torch.allclose(got, expected, atol=ATOL * scale, rtol=0), (t, (got - expected).abs().max(), scale)
 
 
 def gaussian_denoiser(schedule, x, t, prediction_type, generator):
