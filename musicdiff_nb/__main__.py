@@ -37,8 +37,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 
 def _data_args(p: argparse.ArgumentParser):
-    p.add_argument("--data", default="demo", help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
-    p.add_argument("--spectrogram", default="small", choices=["small", "seed"], help="spectrogram preset (small: CPU, seed: GPU)")
+    p.add_argument("--data", default="demo",
+                   help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
+    p.add_argument("--spectrogram", default="small", choices=["small", "seed"],
+                   help="spectrogram preset (small: CPU, seed: GPU)")
     p.add_argument("--representation", default="complex", choices=["complex", "magnitude", "mel"])
     p.add_argument("--compression", type=float, default=None, help="complex: the amplitude exponent (preset: 0.5)")
     p.add_argument("--n-fft", type=int, default=None, help="STFT size (preset's by default; mel needs >= 4 x 128)")
@@ -60,14 +62,16 @@ def _split(args) -> dict:
 
 
 def _load(args, spec):
-    return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs, max_clips_per_song=args.max_clips_per_song, keep_audio=False)
+    return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs,
+                              max_clips_per_song=args.max_clips_per_song, keep_audio=False)
 
 
 def prepare(args):
     spec = _spectrogram(args)
     ds = _load(args, spec)
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
-          f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; cached in {ds.cache_files[0]['filename']}")
+          f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; "
+          f"cached in {ds.cache_files[0]['filename']}")
 
 
 def train(args):
@@ -102,7 +106,8 @@ def train(args):
     if is_main_process():
         save_figure(plot_loss(history, f"{args.preset} on {args.data}"), Path(args.out) / "loss.png")
         print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
-              f"loss {history.loss[0]:.4f} -> {history.loss[-1]:.4f}; wrote {cfg.checkpoint_path} and {Path(args.out) / 'loss.png'}")
+              f"loss {history.loss[0]:.4f} -> {history.loss[-1]:.4f}; "
+              f"wrote {cfg.checkpoint_path} and {Path(args.out) / 'loss.png'}")
 
 
 def sample(args):
@@ -182,7 +187,8 @@ def main(argv=None):
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")
     p.add_argument("--prompt", help="generate from this text (a model trained with --text or --conditional)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (with --label or --prompt)")
+    p.add_argument("--guidance", type=float, default=3.0,
+                   help="classifier-free guidance scale (with --label or --prompt)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")

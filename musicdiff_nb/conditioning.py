@@ -60,7 +60,8 @@ class Conditioning:
     def describe(self) -> str:
         if self.kind == "labels":
             return f"{len(self.label_names)} labels (multi-hot): {', '.join(self.label_names)}"
-        return f"text, embedded by {self.encoder} ({self.dim} numbers); trained on the text of {len(self.label_names)} labels"
+        return (f"text, embedded by {self.encoder} ({self.dim} numbers); "
+                f"trained on the text of {len(self.label_names)} labels")
 
     def from_labels(self, label_lists) -> torch.Tensor:
         """[n, dim] condition vectors of n clips, each given by its list of label names."""

@@ -222,8 +222,8 @@ def hub_songs(source: str, split: str, audio_column: str | None, label_column: s
                                 "or a Hugging Face dataset id (name or owner/name)")
     import datasets
     ds = datasets.load_dataset(source, split=split)
-    audio_column = audio_column or next(
-        (c for c, f in ds.features.items() if isinstance(f, datasets.Audio)), "audio" if "audio" in ds.features else None)
+    audio_column = audio_column or next((c for c, f in ds.features.items() if isinstance(f, datasets.Audio)),
+                                        "audio" if "audio" in ds.features else None)
     if audio_column not in ds.features:
         raise ValueError(f"dataset {source!r} has no audio column (columns: {list(ds.features)}): pass audio_column=")
     if isinstance(ds.features[audio_column], datasets.Audio):
@@ -279,7 +279,8 @@ def _generate_clips(songs, columns, sample_rate, clip_samples, clip_hop, max_cli
                 break
         if kept == 0:
             if len(wave) < clip_samples:
-                reason, detail = "shorter than one clip", f"{len(wave) / sample_rate:.2f} s < {clip_samples / sample_rate:.2f} s"
+                reason = "shorter than one clip"
+                detail = f"{len(wave) / sample_rate:.2f} s < {clip_samples / sample_rate:.2f} s"
             else:
                 reason, detail = "silent", f"no clip above {silence_db} dB RMS"
             skipped.append(AudioError(song["name"], reason, f" ({detail})"))

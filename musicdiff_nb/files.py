@@ -74,7 +74,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``: tensors and plain data only."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: train one first, e.g. `python -m musicdiff_nb train --out {path.parent}`")
+        raise FileNotFoundError(f"no checkpoint at {path}: train one first, "
+                                f"e.g. `python -m musicdiff_nb train --out {path.parent}`")
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
     if head and head != ZIP_MAGIC:  # not unpickled at all: a text file or a bare pickle is nothing of ours
@@ -114,5 +115,6 @@ def trained_checkpoint() -> Path:
     """The checkpoint the package ships: the CPU defaults trained on the demo
     set's training songs for an hour (see checkpoints/README.md beside it)."""
     if not TRAINED_CHECKPOINT.is_file():
-        raise FileNotFoundError(f"{TRAINED_CHECKPOINT} is missing: reinstall musicdiff_nb (it ships inside the package)")
+        raise FileNotFoundError(f"{TRAINED_CHECKPOINT} is missing: "
+                                "reinstall musicdiff_nb (it ships inside the package)")
     return TRAINED_CHECKPOINT

@@ -26,8 +26,16 @@ from IPython.display import Audio, display
 from .data import label_names
 from .files import atomic_write
 from .schedule import DDPMSchedule
-from .spectrogram import (SpectrogramConfig, db, magnitude_db, snr_db, spectral_convergence, stft,
-                          to_spectrogram, to_waveform)
+from .spectrogram import (
+    SpectrogramConfig,
+    db,
+    magnitude_db,
+    snr_db,
+    spectral_convergence,
+    stft,
+    to_spectrogram,
+    to_waveform,
+)
 
 SPECTROGRAM_DB_RANGE = (-80.0, 0.0)
 
@@ -251,13 +259,14 @@ def plot_representation(wave, cfg: SpectrogramConfig):
     limit = float(spec.abs().quantile(0.99))
     fig, axes = new_figure(1, 3, size=(14, 3.6))
     for ax, channel, name in zip(axes[0], spec, ("real part (channel 0)", "imaginary part (channel 1)")):
-        im = ax.imshow(channel.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *channel.shape), cmap="RdBu_r",
-                       vmin=-limit, vmax=limit, interpolation="nearest")
+        im = ax.imshow(channel.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *channel.shape),
+                       cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set(title=name, xlabel="time (s)", ylabel="frequency (Hz)")
     fig.colorbar(im, ax=axes[0, :2].tolist(), label="value (model units)")
     ax = axes[0, 2]
     bins = np.linspace(-6, 6, 121)
-    for values, label in ((spec, f"|X|^{cfg.compression:g} (the model's input)"), (uncompressed, "|X| (no compression)")):
+    for values, label in ((spec, f"|X|^{cfg.compression:g} (the model's input)"),
+                          (uncompressed, "|X| (no compression)")):
         z = (values / values.std()).flatten().numpy()
         ax.hist(z, bins=bins, density=True, histtype="step", linewidth=1.5,
                 label=f"{label}: kurtosis {_kurtosis(values):.0f}")

@@ -31,8 +31,9 @@ Beside it, per clip (means over the clips): ``silence`` (share of 32 ms
 frames below -50 dB), ``flatness`` (spectral flatness: 0 for a pure tone,
 about 0.5 for white noise), ``block_energy`` (share of the dB spectrogram's
 change between neighbouring bins and frames that falls on patch borders:
-about 1/p for music, more where under-trained DiT samples show squares) and ``nearest_db`` (distance to the nearest training clip,
-neighbours.py: how close to copying).
+about 1/p for music, more where under-trained DiT samples show squares) and
+``nearest_db`` (distance to the nearest training clip, neighbours.py: how
+close to copying).
 """
 
 from __future__ import annotations
@@ -195,8 +196,9 @@ class QualityReport:
     def summary(self) -> str:
         lines = [f"{self.n} generated clips against held-out real music (0 = real, 1 = noise):"]
         for name, s in self.fd.items():
-            lines.append(f"  {name:8s} normalised FD {s['normalised']:6.3f}   (FD {s['fd']:.2f}; floor {s['floor']:.2f}, "
-                         f"ceiling {s['ceiling']:.2f}; training clips {s['train']:.2f} = {s['train_normalised']:.3f})")
+            lines.append(f"  {name:8s} normalised FD {s['normalised']:6.3f}   (FD {s['fd']:.2f}; "
+                         f"floor {s['floor']:.2f}, ceiling {s['ceiling']:.2f}; "
+                         f"training clips {s['train']:.2f} = {s['train_normalised']:.3f})")
         c = self.clips
         lines.append(f"  per clip (generated / real): silence {c['silence']:.2f} / {c['real_silence']:.2f}, "
                      f"flatness {c['flatness']:.3f} / {c['real_flatness']:.3f}, block energy "

@@ -107,7 +107,8 @@ def condition_from(model: DiT, prompt=None, labels=None) -> torch.Tensor:
                          "pass cond= vectors, or train it with a Conditioning (see conditioning.py)")
     if prompt is not None and labels is not None:
         raise ValueError("pass prompt= or labels=, not both")
-    vectors = model.conditioning.from_prompts(prompt) if prompt is not None else model.conditioning.from_labels([labels])
+    conditioning = model.conditioning
+    vectors = conditioning.from_prompts(prompt) if prompt is not None else conditioning.from_labels([labels])
     return vectors[0] if len(vectors) == 1 else vectors  # one condition for every sample
 
 

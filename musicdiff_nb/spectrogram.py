@@ -188,7 +188,8 @@ def to_spectrogram(waveform: torch.Tensor, cfg: SpectrogramConfig = SpectrogramC
     return _log_magnitude(x.abs())
 
 
-def to_waveform(spec: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig(), length: int | None = None) -> torch.Tensor:
+def to_waveform(spec: torch.Tensor, cfg: SpectrogramConfig = SpectrogramConfig(),
+                length: int | None = None) -> torch.Tensor:
     """``[..., C, F, T] -> [..., samples]``; ``length`` trims or pads to that many samples."""
     if spec.ndim < 3 or spec.shape[-3:-1] != (cfg.channels, cfg.freq_bins):
         raise ValueError(

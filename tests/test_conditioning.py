@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, label_names, load_checkpoint, load_music_dataset
-from musicdiff_nb import multi_hot, sample, spectrograms, train
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, sample, train
 from musicdiff_nb import conditioning as conditioning_module
 from musicdiff_nb.conditioning import Conditioning, label_conditioning, text_conditioning
+from musicdiff_nb.data import label_names, load_music_dataset, multi_hot, spectrograms
 from musicdiff_nb.evaluation import guidance_sweep
 from musicdiff_nb.judge import judge_scores, train_judge
 from musicdiff_nb.scores import COLLECTIONS, scores_folder
@@ -104,7 +104,8 @@ def test_checkpoint_records_how_the_model_is_conditioned(demo_clips, tmp_path, k
     by_vector = sample(ckpt.ema, ckpt.schedule, 2, steps=3, cond=expected[0], guidance_scale=3.0,
                        generator=torch.Generator().manual_seed(0))
     assert torch.equal(by_prompt, by_vector)
-    by_labels = sample(ckpt.ema, ckpt.schedule, 2, steps=3, labels=["aztec"], generator=torch.Generator().manual_seed(0))
+    by_labels = sample(ckpt.ema, ckpt.schedule, 2, steps=3, labels=["aztec"],
+                       generator=torch.Generator().manual_seed(0))
     assert by_labels.shape == by_prompt.shape
 
 

@@ -44,7 +44,8 @@ def test_local_folder_with_multi_label_metadata(tmp_path, cache, demo_music):
     assert label_names(ds) == ["ambient", "live", "rock"]
     per_song = {name: sum(1 for s in ds["song"] if s == name) for name in ("a.wav", "b.flac", "c.ogg")}
     clip = TEST_SPEC.clip_samples / TEST_SPEC.sample_rate
-    assert per_song == {name: int(seconds // clip) for name, seconds in (("a.wav", 2.0), ("b.flac", 1.5), ("c.ogg", 3.0))}
+    lengths = {"a.wav": 2.0, "b.flac": 1.5, "c.ogg": 3.0}
+    assert per_song == {name: int(seconds // clip) for name, seconds in lengths.items()}
     hot = multi_hot(ds)
     first_a, first_c = list(ds["song"]).index("a.wav"), list(ds["song"]).index("c.ogg")
     assert hot[first_a].tolist() == [0, 1, 1] and hot[first_c].tolist() == [1, 1, 0]
@@ -234,7 +235,8 @@ def test_an_unreadable_file_says_to_fix_its_permissions(tmp_path, cache, demo_mu
         monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
     ds, messages = load_with_warnings(str(folder))
     assert set(ds["song"]) == {"good.wav"}
-    assert messages[0] == f"skipped locked.wav: unreadable (permission denied): fix its permissions, e.g. `chmod a+r {locked}`"
+    assert messages[0] == ("skipped locked.wav: unreadable (permission denied): "
+                           f"fix its permissions, e.g. `chmod a+r {locked}`")
 
 
 def test_metadata_labels_are_separated_by_semicolons_and_a_repeated_row_is_used_once(tmp_path, cache, demo_music):
@@ -242,7 +244,8 @@ def test_metadata_labels_are_separated_by_semicolons_and_a_repeated_row_is_used_
     folder.mkdir()
     write_song(folder / "a.wav", demo_music, 1.0)
     write_song(folder / "b.wav", demo_music, 1.0, song=1)
-    (folder / "metadata.csv").write_text('file_name,labels\na.wav,"rock, live;1970s"\nb.wav,jazz\na.wav,"rock, live;1970s"\n')
+    (folder / "metadata.csv").write_text('file_name,labels\na.wav,"rock, live;1970s"\nb.wav,jazz\n'
+                                         'a.wav,"rock, live;1970s"\n')
     ds, messages = load_with_warnings(str(folder))
     assert label_names(ds) == ["1970s", "jazz", "rock, live"]
     clips = int(1.0 // TEST_SPEC.clip_seconds)

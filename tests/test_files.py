@@ -86,7 +86,8 @@ def test_a_text_file_is_not_a_checkpoint_in_one_line(tmp_path, text):
     (tmp_path / "notes.pt").write_text(text)
     with pytest.raises(ValueError) as error:
         read_checkpoint(tmp_path / "notes.pt")
-    assert str(error.value) == f"{tmp_path / 'notes.pt'} is not a musicdiff_nb checkpoint (not a file that torch.save wrote)"
+    assert str(error.value) == (f"{tmp_path / 'notes.pt'} is not a musicdiff_nb checkpoint "
+                                "(not a file that torch.save wrote)")
 
 
 def test_an_output_folder_must_be_makeable_and_writable(tmp_path, monkeypatch):

@@ -135,7 +135,8 @@ def test_timestep_slider_in_jupyterlab(chromium, jupyterlab, tmp_path):
             slider.scroll_into_view_if_needed()
             assert slider.count() == 1 and slider.is_visible(), "the timestep slider is not rendered as a widget"
             assert slider.locator(".widget-readout").inner_text() == "250"
-            outputs = page.locator(".jp-CodeCell").filter(has=page.locator(".widget-hslider")).locator(".jp-Cell-outputArea")
+            cell = page.locator(".jp-CodeCell").filter(has=page.locator(".widget-hslider"))
+            outputs = cell.locator(".jp-Cell-outputArea")
             assert "IntSlider(" not in outputs.inner_text() and "VBox(" not in outputs.inner_text()
             assert page.locator(".widget-output audio").count() == 1
             before = page.locator(FIGURE).get_attribute("src")

@@ -10,8 +10,7 @@ import torch
 from IPython.display import Audio
 from matplotlib.figure import Figure
 
-from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, sample, train
-from musicdiff_nb import plotting
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, plotting, sample, train
 from musicdiff_nb.neighbours import nearest_clips
 
 from conftest import TEST_SPEC, randomize

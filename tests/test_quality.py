@@ -42,8 +42,8 @@ def test_frechet_distance_of_gaussians():
 @pytest.mark.slow
 def test_ranks_real_above_noisy_music_above_noise(split_reference):
     real, reference = split_reference
-    results = {name: scored(reference, waves) for name, waves in
-               [("real", real), ("noisy", with_noise(real, 0.5)), ("noise", with_noise(0 * real, 1) + 1e-2 * torch.randn(real.shape))]}
+    noisy, noise = with_noise(real, 0.5), with_noise(0 * real, 1) + 1e-2 * torch.randn(real.shape)
+    results = {name: scored(reference, waves) for name, waves in [("real", real), ("noisy", noisy), ("noise", noise)]}
     for embedding in ("features", "judge"):
         s = {name: r.fd[embedding]["normalised"] for name, r in results.items()}
         assert s["real"] < s["noisy"] < s["noise"], (embedding, s)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, pick_device, sample, train
-from musicdiff_nb.spectrogram import SpectrogramConfig
 
 from conftest import TEST_SPEC
 

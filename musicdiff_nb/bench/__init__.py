@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser):
 
     p = sub.add_parser("quality", parents=[common], help="sample quality after the same minutes of training, "
                                                          "per variant, vs the seed's choices")
-    p.add_argument("--variants", nargs="+", default=list(quality.VARIANTS), help="some of: " + ", ".join(quality.VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(quality.VARIANTS),
+                   help="some of: " + ", ".join(quality.VARIANTS))
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of every variant (wall clock)")
     p.add_argument("-n", type=int, default=64, help="clips generated and scored per variant")
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")

@@ -106,7 +106,8 @@ def report(result: dict) -> str:
         f"DiT of width {result['config']['hidden_size']}, depth {result['config']['depth']}"
         f"{', compiled' if result['compile'] else ''}",
         f"  {result['measured_steps']} steps in {result['measured_seconds']:.1f} s, steady "
-        f"{result['steady_steps_per_s']:.3g} steps/s = {result['steady_steps_per_s'] * result['batch_size']:.1f} samples/s",
+        f"{result['steady_steps_per_s']:.3g} steps/s = "
+        f"{result['steady_steps_per_s'] * result['batch_size']:.1f} samples/s",
         f"  whole workload: {result['seconds']:.0f} s ({what} {result['measured_steps']} steps), "
         f"{result['speedup_vs_seed']:.3g}x the seed's {SEED_SECONDS:.0f} s",
         f"  peak memory {measure.gib(result['peak_memory_bytes'])}, of which the clip cache is "
