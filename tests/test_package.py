@@ -1,5 +1,5 @@
 """The package as a newcomer meets it: a fast import, no import cycles, the
-names the README lists, one version."""
+names the README lists, one version, a CI that runs the README's commands."""
 
 import ast
 import importlib.metadata
@@ -12,6 +12,7 @@ import pytest
 import musicdiff_nb
 
 PACKAGE = Path(musicdiff_nb.__file__).parent
+ROOT = PACKAGE.parent
 
 
 def test_import_does_not_load_datasets():
@@ -68,7 +69,7 @@ def test_no_import_cycles():
 
 
 def test_the_readme_lists_what_the_package_exports():
-    readme = (PACKAGE.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     block = readme.split("## The package", 1)[1].split("from musicdiff_nb import (", 1)[1].split(")", 1)[0]
     listed = [name.strip() for line in block.splitlines() for name in line.split("#")[0].split(",") if name.strip()]
     assert listed == musicdiff_nb.__all__
@@ -80,7 +81,14 @@ def test_the_readme_lists_what_the_package_exports():
 
 def test_the_version_is_declared_once():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "musicdiff_nb.__version__"}
     assert importlib.metadata.version("musicdiff_nb") == musicdiff_nb.__version__
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    commands = [line for section in ("## Install", "## Test")
+                for line in readme.split(section, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].splitlines()]
+    assert [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if ".venv" in line] == commands
