@@ -26,9 +26,12 @@ from .quality import evaluate_checkpoint
 from .sample import sample as sample_clips
 from .sample import save_audio
 from .schedule import DDPMSchedule
+from .settings import notebook_settings
 from .spectrogram import SpectrogramConfig
 from .train import TrainConfig, check_resume, is_main_process, load_checkpoint, pick_device
 from .train import train as train_model
+
+CPU = notebook_settings("cpu")  # the defaults of the main job: the notebooks' CPU settings (docs/quality.md)
 
 # a user's mistake (a setting, a path, a file; data.AudioError is a ValueError), an unreachable hub or a
 # diverged run: one line, no traceback (--debug shows it); any other exception is a bug and shows its traceback
@@ -41,12 +44,13 @@ def _data_args(p: argparse.ArgumentParser):
                    help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
     p.add_argument("--spectrogram", default="small", choices=["small", "seed"],
                    help="spectrogram preset (small: CPU, seed: GPU)")
-    p.add_argument("--representation", default="complex", choices=["complex", "magnitude", "mel"])
+    p.add_argument("--representation", default=CPU.representation, choices=["complex", "magnitude", "mel"],
+                   help="what the model sees (the seed's: complex; see docs/quality.md)")
     p.add_argument("--compression", type=float, default=None, help="complex: the amplitude exponent (preset: 0.5)")
     p.add_argument("--n-fft", type=int, default=None, help="STFT size (preset's by default; mel needs >= 4 x 128)")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (sets the clip length)")
     p.add_argument("--max-songs", type=int, default=None)
-    p.add_argument("--max-clips-per-song", type=int, default=None)
+    p.add_argument("--max-clips-per-song", type=int, default=CPU.max_clips_per_song, help="0: every clip")
     p.add_argument("--held-out", type=float, default=SPLIT["held_out"],
                    help="share of the songs kept out of training, to score the model against (0: train on all)")
 
@@ -63,7 +67,7 @@ def _split(args) -> dict:
 
 def _load(args, spec):
     return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs,
-                              max_clips_per_song=args.max_clips_per_song, keep_audio=False)
+                              max_clips_per_song=args.max_clips_per_song or None, keep_audio=False)
 
 
 def prepare(args):
@@ -156,12 +160,12 @@ def main(argv=None):
 
     p = sub.add_parser("train", help="train a DiT; writes OUT/last.pt and OUT/loss.png (resumes from OUT/last.pt)")
     _data_args(p)
-    p.add_argument("--preset", default="tiny", help="DiT preset: tiny, small, seed, base, large")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--preset", default=CPU.model_preset, help="DiT preset: tiny, small, seed, base, large")
+    p.add_argument("--steps", type=int, default=CPU.train_steps)
     p.add_argument("--epochs", type=float, default=None, help="overrides --steps")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--batch-size", type=int, default=CPU.batch_size)
+    p.add_argument("--lr", type=float, default=CPU.lr)
+    p.add_argument("--ema-decay", type=float, default=CPU.ema_decay)
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
     p.add_argument("--loss-weighting", default="none", choices=["none", "min_snr"])

@@ -75,17 +75,27 @@ def explorer(render, **controls) -> widgets.VBox:
 
 # -- spectrograms (every notebook) ----------------------------------------------
 
+def _mel_bands(cfg: SpectrogramConfig, bins: int) -> bool:
+    return cfg.representation == "mel" and bins == cfg.n_mels
+
+
 def extent(cfg: SpectrogramConfig, bins: int, frames: int) -> tuple:
-    """The imshow extent of a [bins, frames] image: time (s) by frequency (Hz)."""
-    return (0, frames * cfg.hop_length / cfg.sample_rate, 0, bins * cfg.sample_rate / cfg.n_fft)
+    """The imshow extent of a [bins, frames] image: time (s) by frequency
+    (Hz; for mel bands, the band number: the axis is labelled in Hz)."""
+    top = bins if _mel_bands(cfg, bins) else bins * cfg.sample_rate / cfg.n_fft
+    return (0, frames * cfg.hop_length / cfg.sample_rate, 0, top)
 
 
 def draw_image_db(ax, image_db: torch.Tensor, cfg: SpectrogramConfig, title: str = "", colorbar: bool = True):
-    """A [bins, frames] STFT magnitude in dB over time (s) and frequency (Hz)."""
+    """A [bins, frames] STFT magnitude (or mel bands) in dB over time (s) and frequency (Hz)."""
     im = ax.imshow(image_db.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *image_db.shape),
                    vmin=SPECTROGRAM_DB_RANGE[0],
                    vmax=SPECTROGRAM_DB_RANGE[1], cmap="magma", interpolation="nearest")
     ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title=title)
+    if _mel_bands(cfg, image_db.shape[0]):
+        bands = torch.linspace(0, cfg.n_mels - 1, 6).round().long()
+        ax.set_yticks((bands + 0.5).tolist(), [f"{f:.0f}" for f in cfg.frequencies()[bands].tolist()])
+        ax.set_ylabel("frequency (Hz, mel scale)")
     if colorbar:
         ax.figure.colorbar(im, ax=ax, label="magnitude (dB)")
     return im

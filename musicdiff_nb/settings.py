@@ -2,7 +2,9 @@
 
 - ``"gpu"``: the seed's workload (22.05 kHz, 2 x 256 x 256 spectrograms, the
   seed's 5.39 M-parameter DiT, all the data);
-- ``"cpu"``: the same pipeline at a size that trains in minutes;
+- ``"cpu"``: the same pipeline at a size that trains in minutes, on log-mel
+  spectrograms (the representation that docs/quality.md found to reach music
+  soonest on a CPU; the seed's complex STFT is ``representation="complex"``);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook).
 
@@ -41,28 +43,39 @@ class RunSettings:
     ema_decay: float
     sample_steps: int
     quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
+    representation: str = "complex"  # what the model is trained on; cpu: the winner of docs/quality.md
 
     def describe(self) -> str:
-        spec = self.spectrogram
+        spec = self.training_spectrogram
         clips = f"{self.max_clips_per_song} clips per song" if self.max_clips_per_song else "every clip"
         return (f"mode {self.mode!r} on {self.device}: {spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz "
-                f"-> tensor {spec.shape}, DiT preset {self.model_preset!r}, {clips}, "
+                f"-> {spec.representation} tensor {spec.shape}, DiT preset {self.model_preset!r}, {clips}, "
                 f"{self.train_steps} steps of batch {self.batch_size}")
+
+    @property
+    def training_spectrogram(self) -> SpectrogramConfig:
+        """What the model sees: the clips of ``spectrogram`` (the STFT of 02-04) in ``representation``."""
+        return self.spectrogram.with_representation(self.representation)
 
     @property
     def run_dir(self) -> Path:
         """Where the notebooks keep this mode's checkpoint and outputs (relative to the notebook)."""
         return Path("runs") / self.mode
 
-    def load_data(self, source: str = "demo", subset: str = "all", **options):
-        """``load_music_dataset`` at these settings' clip size and count;
-        ``subset="train"`` leaves out the songs held out for scoring (``SPLIT``)."""
-        return load_music_dataset(source, self.spectrogram, subset=subset, **SPLIT, max_songs=self.max_songs,
+    def load_data(self, source: str = "demo", **options):
+        """``load_music_dataset`` at these settings' clip size and count, every song."""
+        return load_music_dataset(source, self.spectrogram, max_songs=self.max_songs,
                                   max_clips_per_song=self.max_clips_per_song, **options)
 
+    def load_training_data(self, source: str = "demo", **options):
+        """The clips a model trains on: in ``representation``, from the training
+        songs only (the songs ``SPLIT`` holds out are kept for scoring it)."""
+        return load_music_dataset(source, self.training_spectrogram, subset="train", **SPLIT,
+                                  max_songs=self.max_songs, max_clips_per_song=self.max_clips_per_song, **options)
+
     def model_config(self, **overrides) -> DiTConfig:
-        """The DiT preset, sized for these settings' spectrograms."""
-        spec = self.spectrogram
+        """The DiT preset, sized for the tensors it trains on."""
+        spec = self.training_spectrogram
         sized = dict(in_channels=spec.channels, input_size=spec.shape[1:])
         return DiTConfig.preset(self.model_preset, **{**sized, **overrides})
 
@@ -84,9 +97,10 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
                            train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50)
     if mode == "cpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 30,
-                           train_steps=1500, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50)
+                           train_steps=1500, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
+                           representation="mel")
     if mode == "quick":
         return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
-                           quality_clips=16)
+                           quality_clips=16, representation="mel")
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")

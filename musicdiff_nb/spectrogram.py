@@ -22,7 +22,7 @@ A clip of ``cfg.clip_samples`` samples gives exactly ``cfg.frames`` frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torchaudio.functional as AF
@@ -74,14 +74,27 @@ class SpectrogramConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "SpectrogramConfig":
         """``"seed"``: 22.05 kHz, 256 bins x 256 frames (2.97 s clips), for a GPU.
-        ``"small"``: 16 kHz, 128 bins x 128 frames (1.02 s clips), for a CPU."""
+        ``"small"``: 16 kHz, 128 bins x 128 frames (1.02 s clips), for a CPU.
+        With ``representation="mel"`` a preset keeps its tensor's shape: as
+        many mel bands as it has bins, from an STFT four times longer."""
         presets = {
             "seed": {},
             "small": dict(sample_rate=16000, n_fft=256, hop_length=128, frames=128),
         }
         if name not in presets:
             raise ValueError(f"unknown spectrogram preset {name!r}: use one of {sorted(presets)}")
-        return cls(**{**presets[name], **overrides})
+        representation = overrides.pop("representation", "complex")
+        return replace(cls(**presets[name]).with_representation(representation), **overrides)
+
+    def with_representation(self, representation: str) -> "SpectrogramConfig":
+        """The same clips in another representation, at the same tensor size:
+        ``"mel"`` takes as many mel bands as there are STFT bins, from an STFT
+        four times longer (so each band has bins under it)."""
+        if representation == "mel" and self.representation != "mel":
+            return replace(self, representation="mel", n_mels=self.freq_bins, n_fft=4 * self.n_fft)
+        if representation != "mel" and self.representation == "mel":
+            return replace(self, representation=representation, n_fft=self.n_fft // 4)
+        return replace(self, representation=representation)
 
     @property
     def channels(self) -> int:

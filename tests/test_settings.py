@@ -18,7 +18,8 @@ def test_quick_mode_comes_from_the_environment(monkeypatch):
 def test_the_pieces_fit_together(mode):
     settings = notebook_settings(mode)
     model = DiT(settings.model_config())
-    spec = settings.spectrogram
+    spec = settings.training_spectrogram
+    assert spec.shape[1:] == settings.spectrogram.shape[1:]  # another representation of the same STFT's clips
     assert model(torch.zeros(1, *spec.shape), 10).shape == (1, *spec.shape)
     train = settings.train_config(steps=7)
     assert (train.steps, train.batch_size, train.lr) == (7, settings.batch_size, settings.lr)

@@ -84,4 +84,6 @@ def test_mel_representation_inverts_through_griffin_lim(demo_music):
 
 def test_mel_bands_need_stft_bins_under_them():
     with pytest.raises(ValueError, match="n_fft >= 4 \\* n_mels"):
-        SpectrogramConfig.preset("small", representation="mel")  # n_fft 256 for 128 bands
+        SpectrogramConfig(representation="mel", n_fft=256, n_mels=128)
+    mel = SpectrogramConfig.preset("small", representation="mel")  # a preset keeps its shape, with a longer STFT
+    assert mel.shape == SpectrogramConfig.preset("small", representation="magnitude").shape and mel.n_fft == 1024
