@@ -97,7 +97,7 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
                            train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50)
     if mode == "cpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 30,
-                           train_steps=1500, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
+                           train_steps=5000, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
                            representation="mel")
     if mode == "quick":
         return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
