@@ -69,10 +69,15 @@ def at_feature_rate(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return AF.resample(waves, sample_rate, FEATURE_RATE) if sample_rate != FEATURE_RATE else waves
 
 
+def feature_stft(waves: torch.Tensor, sample_rate: int) -> np.ndarray:
+    """|STFT| [N, 513, frames] at 16 kHz, the spectrum every fixed feature is computed from."""
+    x = at_feature_rate(waves, sample_rate).numpy()
+    return np.abs(librosa.stft(x, n_fft=_FEATURE_STFT["n_fft"], hop_length=_FEATURE_STFT["hop_length"]))
+
+
 def audio_features(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Waveforms [N, samples] -> fixed features [N, 63] (see the module docstring)."""
-    x = at_feature_rate(waves, sample_rate).numpy()
-    magnitude = np.abs(librosa.stft(x, n_fft=_FEATURE_STFT["n_fft"], hop_length=_FEATURE_STFT["hop_length"]))
+    magnitude = feature_stft(waves, sample_rate)
     power = magnitude**2
     log_mel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=FEATURE_RATE, n_mels=64),
                                   ref=1.0, amin=1e-10, top_db=None)
@@ -115,9 +120,8 @@ def silence_ratio(waves: torch.Tensor, sample_rate: int, threshold_db: float = -
 
 def spectral_flatness(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """[N]: mean spectral flatness (geometric / arithmetic mean of the power spectrum)."""
-    x = at_feature_rate(waves, sample_rate).numpy()
-    magnitude = np.abs(librosa.stft(x, n_fft=_FEATURE_STFT["n_fft"], hop_length=_FEATURE_STFT["hop_length"]))
-    return torch.from_numpy(librosa.feature.spectral_flatness(S=magnitude).mean(axis=(-2, -1))).float()
+    flatness = librosa.feature.spectral_flatness(S=feature_stft(waves, sample_rate))
+    return torch.from_numpy(flatness.mean(axis=(-2, -1))).float()
 
 
 def block_energy(specs: torch.Tensor, cfg: SpectrogramConfig, patch_size: int) -> torch.Tensor:
