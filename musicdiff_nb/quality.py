@@ -260,17 +260,24 @@ def evaluate(model: DiT, schedule: DDPMSchedule, reference: Reference, n: int = 
     return score(reference, specs, model.config.patch_size, seed)
 
 
-def evaluate_checkpoint(path, data: str | None = None, n: int = 64, steps: int | None = 50, sampler: str = "ddim",
-                        seed: int = 0, device="cpu") -> QualityReport:
-    """``evaluate`` a checkpoint's EMA model against the songs its training
-    held out (the checkpoint records the data and the split)."""
+def load_for_scoring(path, device="cpu"):
+    """A checkpoint and the split of songs its training held out (the
+    package's ``SPLIT``, with a warning, when it held none out)."""
     ckpt = load_checkpoint(path, device)
     if ckpt.spectrogram is None:
         raise ValueError(f"{path} records no spectrogram settings, so its samples cannot become audio to score")
     split = ckpt.metadata.get("split") or {}
     if not split.get("held_out"):
         warnings.warn(f"{path} was trained on every song (no held-out split): it is scored against songs it saw",
-                      stacklevel=2)
+                      stacklevel=3)
         split = SPLIT
+    return ckpt, split
+
+
+def evaluate_checkpoint(path, data: str | None = None, n: int = 64, steps: int | None = 50, sampler: str = "ddim",
+                        seed: int = 0, device="cpu") -> QualityReport:
+    """``evaluate`` a checkpoint's EMA model against the songs its training
+    held out (the checkpoint records the data and the split)."""
+    ckpt, split = load_for_scoring(path, device)
     reference = build_reference(data or ckpt.metadata.get("data", "demo"), ckpt.spectrogram, **split)
     return evaluate(ckpt.ema, ckpt.schedule, reference, n=n, steps=steps, sampler=sampler, seed=seed)

@@ -31,18 +31,17 @@ here on the demo set's training songs (``subset="train"``, package split).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict
 
 import torch
 
 from ..data import SPLIT, load_music_dataset, spectrograms
 from ..model import DiT, DiTConfig
-from ..quality import EMBEDDINGS, build_reference, score
+from ..quality import EMBEDDINGS, build_reference, load_for_scoring, score
 from ..sample import sample
 from ..schedule import DDPMSchedule
 from ..spectrogram import SpectrogramConfig
-from ..train import TrainConfig, load_checkpoint, train
+from ..train import TrainConfig, train
 from . import measure
 
 REFERENCE_STEPS = 50
@@ -70,14 +69,7 @@ def demo_model(config: DiTConfig, spec: SpectrogramConfig, device: torch.device,
 
 def checkpoint_model(path: str, device: torch.device):
     """A checkpoint's EMA model, schedule, spectrogram, data source and split."""
-    ckpt = load_checkpoint(path, device)
-    if ckpt.spectrogram is None:
-        raise ValueError(f"{path} records no spectrogram settings, so its samples cannot become audio to score")
-    split = ckpt.metadata.get("split") or {}
-    if not split.get("held_out"):
-        warnings.warn(f"{path} was trained on every song (no held-out split): it is scored against songs it saw",
-                      stacklevel=2)
-        split = SPLIT
+    ckpt, split = load_for_scoring(path, device)
     return ckpt.ema, ckpt.schedule, ckpt.spectrogram, ckpt.metadata.get("data", "demo"), split
 
 
