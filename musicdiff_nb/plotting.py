@@ -640,7 +640,8 @@ def plot_quality(reports: dict, title: str = "how far from real music?"):
         colors = ["tab:green", "tab:green", *["tab:blue"] * len(reports), "tab:gray"]
         bars = ax.barh(names[::-1], values[::-1], color=colors[::-1])
         ax.bar_label(bars, fmt="%.3f", padding=3)
-        ax.set(xlim=(min(0.0, *values) - 0.02, 1.25), xlabel="normalised Fréchet distance (0 = real, 1 = noise)",
+        ax.set(xlim=(min(0.0, *values) - 0.02, 1.2 * max(1.0, *values)),
+               xlabel="normalised Fréchet distance (0 = real, 1 = noise)",
                title=f"{embedding} embedding")
         ax.grid(axis="x", alpha=0.3)
     for ax in axes[0, 1:]:
