@@ -60,6 +60,16 @@ def torchrun(args, out_dir: Path, hooks: Path, writes: Path) -> subprocess.Compl
                           env=env, capture_output=True, text=True, timeout=600)
 
 
+def assert_same_six_steps(reference, checkpoint):
+    """``checkpoint`` holds the 6-step run of ``reference``: its losses and weights, to float tolerance."""
+    one, two = read_checkpoint(reference), read_checkpoint(checkpoint)
+    assert two["step"] == 6 and two["history"]["step"] == list(range(1, 7))
+    assert two["history"]["loss"] == pytest.approx(one["history"]["loss"], rel=1e-4)
+    for part in ("model", "ema"):
+        for name, tensor in one[part].items():
+            torch.testing.assert_close(two[part][name], tensor, rtol=1e-3, atol=1e-4, msg=f"{part} {name}")
+
+
 @pytest.mark.slow
 def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path):
     single, double, hooks, writes = (tmp_path / name for name in ("single", "double", "hooks", "writes"))
@@ -69,12 +79,7 @@ def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path):
     result = torchrun(TRAIN, double, hooks, writes)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    one, two = read_checkpoint(single / "last.pt"), read_checkpoint(double / "last.pt")
-    assert two["step"] == 6 and two["history"]["step"] == list(range(1, 7))
-    assert two["history"]["loss"] == pytest.approx(one["history"]["loss"], rel=1e-4)
-    for part in ("model", "ema"):
-        for name, tensor in one[part].items():
-            torch.testing.assert_close(two[part][name], tensor, rtol=1e-3, atol=1e-4, msg=f"{part} {name}")
+    assert_same_six_steps(single / "last.pt", double / "last.pt")
 
     written = {path.stem: json.loads(path.read_text()) for path in writes.glob("*.json")}
     assert {"rank0", "rank1"} <= written.keys()
@@ -102,9 +107,4 @@ def test_a_run_started_on_two_processes_resumes_on_one(tmp_path):
     assert read_checkpoint(resumed / "last.pt")["step"] == 3
     main([*with_steps(6), "--out", str(resumed)])
 
-    one, two = read_checkpoint(single / "last.pt"), read_checkpoint(resumed / "last.pt")
-    assert two["step"] == 6 and two["history"]["step"] == list(range(1, 7))
-    assert two["history"]["loss"] == pytest.approx(one["history"]["loss"], rel=1e-4)
-    for part in ("model", "ema"):
-        for name, tensor in one[part].items():
-            torch.testing.assert_close(two[part][name], tensor, rtol=1e-3, atol=1e-4, msg=f"{part} {name}")
+    assert_same_six_steps(single / "last.pt", resumed / "last.pt")
