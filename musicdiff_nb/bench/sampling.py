@@ -125,6 +125,8 @@ def draw_timed(model: DiT, schedule: DDPMSchedule, plan: dict[str, dict], clips:
                device: torch.device) -> tuple[dict[str, list], dict[str, list[float]]]:
     """Each contender's clips for each seed and the seconds each draw took:
     one round per seed, the contenders interleaved (measure.interleaved)."""
+    # untimed: the first model call on a GPU pays for kernel selection and caches
+    sample(model, schedule, clips, steps=2, sampler="ddim", generator=torch.Generator(device).manual_seed(0))
     drawn = {name: [] for name in plan}
     draws = {name: drawer(model, schedule, clips, c["sampler"], c["steps"], seeds, device, drawn[name])
              for name, c in plan.items()}
