@@ -650,23 +650,23 @@ def plot_quality(reports: dict, title: str = "how far from real music?"):
     return fig
 
 
-def plot_sampler_quality(result: dict, title: str = "fewer steps at equal quality?"):
+def plot_sampler_quality(curves: dict[str, dict[int, float]], levels: dict[str, float] | None = None,
+                         noise: float = 0.0, title: str = "fewer steps at equal quality?"):
     """Normalised Fréchet distance (features) against sampling steps, one
-    line per sampler, from ``bench sampling``'s result; DDPM over all
-    timesteps and DDIM-50 as horizontal lines, the FD noise shaded around
-    DDIM-50 (what counts as equally good: bench/sampling.py)."""
-    rows = result["contenders"]
+    line per sampler (``curves``: sampler -> {steps: FD}); ``levels`` (name ->
+    FD, e.g. DDIM-50, DDPM over all timesteps) as horizontal lines, the first
+    with ± ``noise`` shaded around it (what counts as equally good:
+    bench/sampling.py). ``bench.sampling.figure_data(result)`` gives all three
+    from ``bench sampling``'s result."""
     fig, ((ax,),) = new_figure(size=(6.5, 3.8))
-    for sampler in result["samplers"]:
-        points = sorted((row["steps"], row["fd"]["features"]["mean"]) for row in rows.values()
-                        if row["sampler"] == sampler)
-        ax.plot(*zip(*points), "o-", label=sampler.upper())
-    level = rows[result["reference"]]["fd"]["features"]["mean"]
-    ax.axhspan(level - result["fd_noise"], level + result["fd_noise"], color="tab:gray", alpha=0.2,
-               label=f"{result['reference']} ± FD noise")
-    ax.axhline(level, color="tab:gray", ls="--", label=result["reference"])
-    ax.axhline(rows[result["ddpm"]]["fd"]["features"]["mean"], color="black", ls=":", label=result["ddpm"])
-    steps = sorted({row["steps"] for row in rows.values() if row["sampler"] in result["samplers"]})
+    for sampler, points in curves.items():
+        ax.plot(*zip(*sorted(points.items())), "o-", label=sampler.upper())
+    for (name, level), style in zip((levels or {}).items(), ("--", ":", "-.")):
+        ax.axhline(level, color="black" if style == ":" else "tab:gray", ls=style, label=name)
+    if levels and noise:
+        name, level = next(iter(levels.items()))
+        ax.axhspan(level - noise, level + noise, color="tab:gray", alpha=0.2, label=f"{name} ± FD noise")
+    steps = sorted({k for points in curves.values() for k in points})
     ax.set_xscale("log")
     ax.set_xticks(steps, [str(k) for k in steps], minor=False)
     ax.minorticks_off()

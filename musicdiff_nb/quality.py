@@ -39,7 +39,7 @@ close to copying).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import librosa
@@ -152,10 +152,29 @@ class Reference:
     train: torch.Tensor
     train_specs: torch.Tensor
     judge: LabelJudge
+    _calibrations: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def real_embedding(self) -> dict[str, torch.Tensor]:
         return self.embed(self.real)
+
+    def calibration(self, n: int, seed: int, patch_size: int) -> dict:
+        """The real side of scoring ``n`` clips, computed once per (n, seed,
+        patch_size): two disjoint halves of the held-out clips (``a`` and
+        ``b``), noise at the loudness of ``b``, ``n`` clips of the training
+        songs, their embeddings, and the per-clip measures of ``a``."""
+        key = n, seed, patch_size
+        if key not in self._calibrations:
+            generator = torch.Generator().manual_seed(seed)
+            order = torch.randperm(len(self.real), generator=generator)
+            half_a, half_b = self.real[order[:n]], self.real[order[n:2 * n]]
+            noise = torch.randn(half_b.shape, generator=generator) * half_b.pow(2).mean(-1, keepdim=True).sqrt()
+            train = self.train[torch.randperm(len(self.train), generator=generator)[:n]]
+            waves = dict(a=half_a, b=half_b, noise=noise, train=train)
+            self._calibrations[key] = {
+                "embedded": {k: self.embed(w) for k, w in waves.items()},
+                "measures": clip_measures(half_a, to_spectrogram(half_a, self.spectrogram), self, patch_size)}
+        return self._calibrations[key]
 
     def embed(self, waves: torch.Tensor) -> dict[str, torch.Tensor]:
         rate = self.spectrogram.sample_rate
@@ -211,6 +230,15 @@ class QualityReport:
         return "\n".join(lines)
 
 
+def clip_measures(waves: torch.Tensor, specs: torch.Tensor, reference: Reference, patch_size: int) -> dict:
+    """The per-clip measures, each averaged over the clips."""
+    cfg = reference.spectrogram
+    return {"silence": float(silence_ratio(waves, cfg.sample_rate).mean()),
+            "flatness": float(spectral_flatness(waves, cfg.sample_rate).mean()),
+            "block_energy": float(block_energy(specs, cfg, patch_size).mean()),
+            "nearest_db": float(nearest_clips(specs, reference.train_specs, cfg).distance.mean())}
+
+
 def score(reference: Reference, specs: torch.Tensor, patch_size: int, seed: int = 0) -> QualityReport:
     """Score generated model tensors ``specs`` [n, C, F, T]. Needs at least 2n
     held-out clips (the floor compares two halves of n); with fewer, n shrinks."""
@@ -219,16 +247,11 @@ def score(reference: Reference, specs: torch.Tensor, patch_size: int, seed: int 
     if n < 2:
         raise ValueError(f"{len(reference.real)} held-out clips are too few to score against: hold out more songs "
                          "(held_out=) or use longer songs")
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(reference.real), generator=generator)
-    half_a, half_b = reference.real[order[:n]], reference.real[order[n:2 * n]]
-    noise = torch.randn(half_b.shape, generator=generator) * half_b.pow(2).mean(-1, keepdim=True).sqrt()
-    train = reference.train[torch.randperm(len(reference.train), generator=generator)[:n]]
+    calibration = reference.calibration(n, seed, patch_size)
     waves = to_waveform(specs[:n].float().cpu(), cfg, length=cfg.clip_samples)
 
     scale = reference.real_embedding
-    embedded = {name: reference.embed(w) for name, w in
-                dict(generated=waves, a=half_a, b=half_b, noise=noise, train=train).items()}
+    embedded = {"generated": reference.embed(waves), **calibration["embedded"]}
     fd = {}
     for name in EMBEDDINGS:
         mean, std = scale[name].mean(0), scale[name].std(0)
@@ -240,13 +263,8 @@ def score(reference: Reference, specs: torch.Tensor, patch_size: int, seed: int 
                     "normalised": (value - floor) / (ceiling - floor),
                     "train_normalised": (train_fd - floor) / (ceiling - floor)}
 
-    real_specs = to_spectrogram(half_a, cfg)
-    clips = {}
-    for prefix, w, s in (("", waves, specs[:n]), ("real_", half_a, real_specs)):
-        clips[prefix + "silence"] = float(silence_ratio(w, cfg.sample_rate).mean())
-        clips[prefix + "flatness"] = float(spectral_flatness(w, cfg.sample_rate).mean())
-        clips[prefix + "block_energy"] = float(block_energy(s, cfg, patch_size).mean())
-        clips[prefix + "nearest_db"] = float(nearest_clips(s, reference.train_specs, cfg).distance.mean())
+    generated = clip_measures(waves, specs[:n], reference, patch_size)
+    clips = {**generated, **{"real_" + k: v for k, v in calibration["measures"].items()}}
     return QualityReport(n, fd, clips)
 
 
@@ -258,6 +276,14 @@ def evaluate(model: DiT, schedule: DDPMSchedule, reference: Reference, n: int = 
     specs = torch.cat([sample(model, schedule, min(batch_size, n - i), steps=steps, sampler=sampler,
                               generator=generator).cpu() for i in range(0, n, batch_size)])
     return score(reference, specs, model.config.patch_size, seed)
+
+
+def quality_by_steps(model: DiT, schedule: DDPMSchedule, reference: Reference, steps=(5, 10, 25, 50),
+                     samplers=("ddim", "dpm++"), n: int = 64, seed: int = 0) -> dict[str, dict[int, float]]:
+    """Normalised FD (features) of ``n`` clips drawn by each sampler at each
+    number of steps, from the same noise (``seed``): quality against cost."""
+    return {s: {k: evaluate(model, schedule, reference, n, steps=k, sampler=s, seed=seed).fd["features"]["normalised"]
+                for k in steps} for s in samplers}
 
 
 def load_for_scoring(path, device="cpu"):

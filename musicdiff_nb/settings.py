@@ -43,6 +43,7 @@ class RunSettings:
     ema_decay: float
     sample_steps: int
     quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
+    curve_steps: tuple[int, ...] = (5, 10, 25, 50)  # sampling steps of 06's quality-against-steps curve
     representation: str = "complex"  # what the model is trained on; cpu: the winner of docs/quality.md
 
     def describe(self) -> str:
@@ -102,5 +103,5 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
     if mode == "quick":
         return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
-                           quality_clips=16, representation="mel")
+                           quality_clips=16, curve_steps=(5, 25), representation="mel")
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")

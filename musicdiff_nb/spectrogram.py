@@ -34,6 +34,7 @@ REPRESENTATIONS = ("complex", "magnitude", "mel")
 _LOG_EPS = 1e-5
 _LOG_SHIFT = -6.3
 _LOG_SCALE = 2.5
+_LOG_MAX = 20.0  # e^20: far above any music's magnitude, far below float32's overflow (e^88)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,10 @@ def _log_magnitude(magnitude: torch.Tensor) -> torch.Tensor:
 
 
 def _exp_magnitude(spec: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``_log_magnitude``."""
-    return (torch.exp(spec[..., 0, :, :] * _LOG_SCALE + _LOG_SHIFT) - _LOG_EPS).clamp_min(0)
+    """The inverse of ``_log_magnitude``. The log is capped at ``_LOG_MAX``
+    (a magnitude far above any music's) so that a wild model output stays
+    finite through exp and Griffin-Lim instead of becoming inf."""
+    return (torch.exp((spec[..., 0, :, :] * _LOG_SCALE + _LOG_SHIFT).clamp(max=_LOG_MAX)) - _LOG_EPS).clamp_min(0)
 
 
 def _magnitude(spec: torch.Tensor, cfg: SpectrogramConfig) -> torch.Tensor:

@@ -110,3 +110,25 @@ def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
          "--json", str(tmp_path / "again.json")])
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["fd"]["features"]["fd"] == pytest.approx(row["fd"]["features"]["fd"], rel=1e-4)
+
+
+def test_time_to_quality_against_a_diffusers_pipeline(tmp_path, capsys):
+    from musicdiff_nb.bench.time_to_quality import minutes_to
+
+    result = bench(tmp_path, "time-to-quality", "--minutes", "0.01", "0.02", "-n", "4", "--sample-steps", "2",
+                   "--threshold", "2", "--out", str(tmp_path / "runs"))
+    for name in ("ours", "diffusers"):
+        rows = result["contenders"][name]["rows"]
+        assert [r["minutes"] for r in rows] == [0.01, 0.02]
+        assert 0 < rows[0]["steps"] <= rows[1]["steps"] and rows[1]["seconds"] >= 0.6  # the budget was spent
+        assert all(math.isfinite(r["fd"]) for r in rows)
+        assert (tmp_path / "runs" / name / "0.02min.pt").is_file()
+        assert result["contenders"][name]["minutes_to_threshold"] == minutes_to(rows, 2)
+    assert "minutes to FD <= 2" in capsys.readouterr().out
+
+
+def test_minutes_to_threshold_is_the_first_mark_at_or_below_it():
+    from musicdiff_nb.bench.time_to_quality import minutes_to
+
+    rows = [{"minutes": 2, "fd": 0.5}, {"minutes": 5, "fd": 0.3}, {"minutes": 10, "fd": 0.2}]
+    assert minutes_to(rows, 0.3) == 5 and minutes_to(rows, 0.6) == 2 and minutes_to(rows, 0.1) is None

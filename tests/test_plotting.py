@@ -226,7 +226,7 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
 
 
 def test_sampler_quality_figure_draws_one_line_per_sampler():
-    from musicdiff_nb.bench.sampling import compare
+    from musicdiff_nb.bench.sampling import compare, figure_data
 
     def row(sampler, steps, fd):
         return {"sampler": sampler, "steps": steps, "model_calls": steps,
@@ -236,11 +236,13 @@ def test_sampler_quality_figure_draws_one_line_per_sampler():
     rows["DDPM-1000"] = row("ddpm", 1000, 0.3)
     samplers = ("ddim", "dpm++")
     result = {"contenders": rows, "samplers": samplers, **compare(rows, samplers, "DDIM-50", "DDPM-1000")}
-    fig = plotting.plot_sampler_quality(result)
+    fig = plotting.plot_sampler_quality(*figure_data(result))
     assert_readable(fig, units=["steps", "normalised FD"])
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines] == ["DDIM", "DPM++", "DDIM-50", "DDPM-1000"]
     assert list(ax.lines[1].get_xdata()) == [5, 10, 50] and ax.get_xscale() == "log"
+    assert list(ax.lines[1].get_ydata()) == [0.3 + 1 / k for k in (5, 10, 50)]
+    assert ax.lines[2].get_ydata()[0] == rows["DDIM-50"]["fd"]["features"]["mean"]
 
 def test_play_keeps_silence_silent():
     """IPython's Audio divides by the peak: silence would become NaN noise."""

@@ -71,6 +71,18 @@ def test_stable_across_seeds(split_reference):
         assert abs(a.fd[embedding]["normalised"] - b.fd[embedding]["normalised"]) < 0.05, (a.fd, b.fd)
 
 
+@pytest.mark.slow
+def test_the_real_side_is_computed_once_per_n_and_seed(split_reference):
+    """A curve of many scores pays for the held-out halves, noise and training clips once."""
+    real, reference = split_reference
+    fresh = replace(reference)
+    assert fresh._calibrations == {}  # a copy does not share the cache
+    first, again = scored(fresh, real[:8]), scored(fresh, real[:8])
+    assert first.to_dict() == again.to_dict() and list(fresh._calibrations) == [(8, 0, 8)]
+    scored(fresh, real[:8], seed=1)
+    assert len(fresh._calibrations) == 2
+
+
 def test_block_energy_sees_patch_squares_and_silence_is_counted():
     smooth = torch.randn(2, 2, 128, 64).cumsum(-1).cumsum(-2) * 1e-3
     squares = smooth + torch.randn(2, 2, 16, 8).repeat_interleave(8, -2).repeat_interleave(8, -1)

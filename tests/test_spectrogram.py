@@ -87,3 +87,9 @@ def test_mel_bands_need_stft_bins_under_them():
         SpectrogramConfig(representation="mel", n_fft=256, n_mels=128)
     mel = SpectrogramConfig.preset("small", representation="mel")  # a preset keeps its shape, with a longer STFT
     assert mel.shape == SpectrogramConfig.preset("small", representation="magnitude").shape and mel.n_fft == 1024
+
+
+def test_mel_to_waveform_stays_finite_for_a_wild_model_output():
+    cfg = SpectrogramConfig.preset("small").with_representation("mel")
+    wild = torch.full((1, *cfg.shape), 100.0)  # exp(100 * scale) overflows float32 without the cap
+    assert torch.isfinite(to_waveform(wild, cfg)).all()

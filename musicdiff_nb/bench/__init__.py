@@ -9,7 +9,11 @@ machine, printed as ratios (``python -m musicdiff_nb bench --help``).
 - ``fast-path``: each fast-path choice vs the alternative it replaced;
 - ``quality``: sample quality after the same minutes of training, per
   variant (representation, target, loss weighting, schedule, model, ...) vs
-  the seed's choices.
+  the seed's choices;
+- ``profile``: where a training step's time goes, by kind of operator,
+  eager vs compiled;
+- ``time-to-quality``: minutes of training to a quality threshold, our CPU
+  defaults vs a diffusers training pipeline.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from ..model import DiTConfig
 from ..sample import SAMPLERS
 from ..spectrogram import SpectrogramConfig
 from ..train import pick_device
-from . import fast_path, measure, preprocess, quality, sampling, seed_workload, train_step
+from . import fast_path, measure, preprocess, profile, quality, sampling, seed_workload, time_to_quality, train_step
 
 BENCHMARKS = {"train-step": train_step, "preprocess": preprocess, "sampling": sampling,
-              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality}
+              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality,
+              "time-to-quality": time_to_quality, "profile": profile}
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -90,6 +95,22 @@ def add_arguments(parser: argparse.ArgumentParser):
                                                          "more --minutes to continue them)")
 
 
+    p = sub.add_parser("profile", parents=[common], help="where a training step's time goes (torch.profiler)")
+    p.add_argument("--preset", default="seed", help="DiT preset")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
+    p.add_argument("--compile", action="store_true", help="also profile the step under torch.compile")
+    p.add_argument("--repeats", type=int, default=5)
+    p = sub.add_parser("time-to-quality", parents=[common], help="minutes of training to a quality threshold, "
+                                                                 "our CPU defaults vs a diffusers pipeline")
+    p.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20], help="marks of training time")
+    p.add_argument("--threshold", type=float, default=0.3, help="normalised FD (features) to reach")
+    p.add_argument("--threads-each", type=int, default=1, help="PyTorch threads of each contender's process")
+    p.add_argument("-n", type=int, default=64, help="clips generated and scored per mark")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--out", default="runs/time-to-quality", help="the contenders' weights at each mark (a rerun "
+                                                                   "scores what is there without training)")
+
+
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,6 +130,12 @@ def run(args) -> dict:
                               tuple(args.samplers), args.train_steps, args.timesteps, tuple(args.seeds))
     elif args.benchmark == "quality":
         result = quality.run(args.variants, args.minutes, args.out, args.n, args.sample_steps, args.json)
+    elif args.benchmark == "profile":
+        config, _ = model_and_spectrogram(args.preset)
+        result = profile.run(config, device, args.batch_size or (64 if gpu else 8), args.compile, args.repeats)
+    elif args.benchmark == "time-to-quality":
+        result = time_to_quality.run(tuple(args.minutes), args.threshold, args.n, args.sample_steps,
+                                     args.threads_each, args.out)
     elif args.benchmark == "fast-path":
         config, spec = model_and_spectrogram(args.preset)
         result = fast_path.run(device, config, spec, args.batch_size or (64 if gpu else 8), args.repeats)

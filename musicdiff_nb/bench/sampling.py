@@ -167,6 +167,16 @@ def run(device: torch.device, config: DiTConfig, spec: SpectrogramConfig, checkp
             "spectrogram": asdict(spec), "contenders": rows, **compare(rows, samplers, reference, ddpm)}
 
 
+def figure_data(result: dict) -> tuple[dict, dict, float]:
+    """``plotting.plot_sampler_quality``'s arguments from a result: each
+    sampler's FD by steps, DDIM-50 and DDPM as levels, and the FD noise."""
+    rows = result["contenders"]
+    curves = {s: {row["steps"]: row["fd"]["features"]["mean"] for row in rows.values() if row["sampler"] == s}
+              for s in result["samplers"]}
+    levels = {name: rows[name]["fd"]["features"]["mean"] for name in (result["reference"], result["ddpm"])}
+    return curves, levels, result["fd_noise"]
+
+
 def report(result: dict) -> str:
     rows, reference = result["contenders"], result["reference"]
     seeds = " ".join(str(s) for s in result["seeds"])

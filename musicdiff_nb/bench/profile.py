@@ -1,0 +1,109 @@
+"""Where a training step's time goes: ``torch.profiler`` over our DiT's
+training step (forward, MSE, backward, fused AdamW; the train-step
+benchmark's harness), eager against compiled. Operators are grouped by kind;
+the matmul group's FLOPs over its own time give the rate the matmuls run
+at, and the whole step's FLOPs over the step time the MFU, both against a
+large matmul timed in the same run (the device's best case)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..model import DiT, DiTConfig
+from . import measure
+from .train_step import training_step
+
+# operator name fragments -> group; the first group that matches wins
+GROUPS = {
+    "matmul": ("addmm", "aten::mm", "bmm", "linear", "matmul", "convolution", "mkldnn"),
+    "attention": ("scaled_dot_product", "flash_attention", "efficient_attention", "_softmax"),
+    "normalisation": ("layer_norm",),
+    "activation": ("gelu", "silu"),
+    "optimizer": ("adam",),
+    "copies": ("copy_", "clone", "contiguous", "cat", "stack", "fill_", "zero_", "empty"),
+    "elementwise": ("add", "mul", "sub", "div", "mse", "pow", "sum", "mean", "where", "neg", "rsqrt", "exp", "sin",
+                    "cos", "cpp_fused", "triton_"),
+}
+
+
+def group_of(name: str) -> str:
+    return next((group for group, parts in GROUPS.items() if any(p in name for p in parts)), "other")
+
+
+def profiled(step, repeats: int, device: torch.device) -> tuple[list[dict], float]:
+    """Each operator's self time per step over ``repeats`` steps, slowest
+    first, and their sum (the step as profiled, the profiler's overhead included)."""
+    for _ in range(2):
+        step()
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
+    with profile(activities=activities) as prof:
+        for _ in range(repeats):
+            step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0)]
+    ops = [{"name": e.key, "group": group_of(e.key), "calls": e.count / repeats,
+            "seconds": max(e.self_cpu_time_total, getattr(e, "self_device_time_total", 0)) / 1e6 / repeats}
+           for e in events]
+    return sorted(ops, key=lambda op: -op["seconds"]), sum(op["seconds"] for op in ops)
+
+
+def matmul_flops(config: DiTConfig, batch_size: int, device: torch.device) -> int:
+    """FLOPs of the step's matmuls and convolutions alone (attention excluded)."""
+    model = DiT(config).to(device)
+    x = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.mse_loss(model(x, t), x).backward()
+    counts = counter.get_flop_counts()["Global"]
+    return sum(n for op, n in counts.items() if "attention" not in str(op))
+
+
+def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool = False, repeats: int = 5) -> dict:
+    torch.manual_seed(0)
+    x0 = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    x_t = 0.5 * x0 + 0.5 * torch.randn_like(x0)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    model = DiT(config).to(device).train()
+    flops = measure.count_flops(training_step(model, model, x_t, t, x0, autocast))
+    mm_flops = matmul_flops(config, batch_size, device)
+    peak, peak_flops = measure.matmul(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    peak_rate = peak_flops / measure.median(measure.interleaved({"peak": peak}, device, repeats=5)["peak"])
+    variants = {"eager": training_step(model, model, x_t, t, x0, autocast)}
+    if compile:
+        variants["compiled"] = training_step(model, torch.compile(model), x_t, t, x0, autocast)
+    figures = {}
+    for name, step in variants.items():
+        ops, profiled_seconds = profiled(step, repeats, device)
+        step_time = measure.median(measure.interleaved({name: step}, device, repeats=repeats)[name])
+        groups = {}
+        for op in ops:
+            groups[op["group"]] = groups.get(op["group"], 0.0) + op["seconds"]
+        matmul_seconds = groups.get("matmul", 0.0)
+        figures[name] = {"step_seconds": step_time, "profiled_seconds": profiled_seconds, "groups": groups,
+                         "top_ops": ops[:15], "mfu": flops / step_time / peak_rate,
+                         "matmul_rate_vs_peak": mm_flops / matmul_seconds / peak_rate if matmul_seconds else None}
+    return {"benchmark": "profile", "config": config.to_dict(), "batch_size": batch_size, "flops_per_step": flops,
+            "matmul_flops_per_step": mm_flops, "peak_flops_per_s": peak_rate, "variants": figures}
+
+
+def report(result: dict) -> str:
+    lines = [f"training step of our DiT (width {result['config']['hidden_size']}, depth {result['config']['depth']}), "
+             f"batch {result['batch_size']}: {result['flops_per_step'] / 1e9:.1f} GFLOP, of which matmuls and "
+             f"convolutions {result['matmul_flops_per_step'] / 1e9:.1f}; measured peak "
+             f"{result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s"]
+    for name, v in result["variants"].items():
+        rate = v["matmul_rate_vs_peak"]
+        lines.append(f"  {name}: step {v['step_seconds'] * 1e3:.1f} ms, MFU {100 * v['mfu']:.1f} %; the matmuls run at "
+                     f"{'?' if rate is None else f'{100 * rate:.0f} %'} of the peak while they run")
+        total = v["profiled_seconds"]
+        shares = sorted(v["groups"].items(), key=lambda kv: -kv[1])
+        lines.append(f"    time by kind (of {total * 1e3:.1f} ms profiled, the profiler's overhead included): "
+                     + ", ".join(f"{g} {100 * s / total:.0f} %" for g, s in shares))
+        lines.append(f"    {'operator':44s} {'calls':>6s} {'ms/step':>8s}  kind")
+        lines += [f"    {op['name'][:44]:44s} {op['calls']:6.0f} {op['seconds'] * 1e3:8.2f}  {op['group']}"
+                  for op in v["top_ops"][:10]]
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""Time to music that sounds good: our training at the CPU defaults
+(``notebook_settings("cpu")``: log-mel clips, the tiny DiT, x0 prediction,
+AdamW at 1e-3, EMA) against a reference pipeline assembled from diffusers as
+its documentation teaches it (the ``train_unconditional`` example and
+``DDIMPipeline``): ``DiTTransformer2DModel`` at the same width, depth, heads
+and patch size, the data scaled to [-1, 1] as its image pipelines do,
+``DDPMScheduler`` (linear, 1000 steps, its defaults), epsilon prediction,
+AdamW (lr 1e-4, betas 0.95/0.999, weight decay 1e-6, 500 warm-up steps),
+``EMAModel`` with warm-up; same clips, same batch.
+
+Both train at once, each in its own process on ``threads`` threads, and
+save their EMA weights at each mark of training time, counted as the
+process's CPU time (data loading not counted): on one thread each that is
+the wall-clock time of a quiet core, and other work on the machine does not
+change it. Afterwards each saved model draws ``n`` clips with 50 DDIM
+steps, each with its own pipeline's sampler (ours: ``sample``; the peer:
+``DDIMScheduler`` from its ``DDPMScheduler``'s config, which clips its x0
+estimate to [-1, 1]), scored against the held-out songs (quality.py:
+normalised Fréchet distance, 0 = real music, 1 = noise). The report gives
+the FD at each mark and the minutes each contender needs to reach
+``threshold``. A contender whose weights at the last mark are already in
+``out_dir`` is not trained again, only scored.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data import SPLIT, spectrograms
+from ..files import atomic_write
+from ..model import DiT, DiTConfig
+from ..quality import build_reference, score
+from ..sample import sample
+from ..schedule import DDPMSchedule
+from ..settings import notebook_settings
+from ..train import load_checkpoint, train
+from .train_step import diffusers_dit
+
+CONTENDERS = ("ours", "diffusers")
+PEER_OPTIMIZER = dict(lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
+PEER_WARMUP_STEPS = 500
+CHUNK_STEPS = 50  # ours trains this many steps between looks at the clock
+
+
+def mark_path(out_dir: Path, name: str, minutes: float) -> Path:
+    return out_dir / name / f"{minutes:g}min.pt"
+
+
+def train_ours(settings, clips, marks, out_dir: Path):
+    """``train``, continued (resumed exactly) ``CHUNK_STEPS`` at a time until each mark."""
+    torch.manual_seed(0)
+    model = DiT(settings.model_config())
+    steps, used = 0, 0.0
+    for minutes in marks:
+        while used < 60 * minutes:
+            start = time.process_time()
+            steps += CHUNK_STEPS
+            cfg = settings.train_config(steps=steps, out_dir=str(out_dir / "ours"), log_every=50,
+                                        checkpoint_every=10**6, progress=False, resume=steps > CHUNK_STEPS)
+            train(model, DDPMSchedule(), clips, cfg, metadata={
+                "spectrogram": asdict(settings.training_spectrogram), "data": "demo", "split": SPLIT})
+            used += time.process_time() - start
+        save(mark_path(out_dir, "ours", minutes), load_checkpoint(cfg.checkpoint_path).ema.state_dict(), steps, used)
+
+
+def peer_forward(net, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """diffusers' DiT always embeds a class label: label 0 for every clip."""
+    return net(x, t.expand(len(x)), torch.zeros(len(x), dtype=torch.long), return_dict=False)[0]
+
+
+def peer_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+
+
+def train_peer(settings, clips, marks, out_dir: Path):
+    """The diffusers training loop as its examples write it, for the same minutes."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    low, high = float(clips.min()), float(clips.max())
+    clips = (clips - low) / (high - low) * 2 - 1  # [-1, 1], as its image pipelines normalise pixels
+    torch.manual_seed(0)
+    model = diffusers_dit(settings.model_config())
+    scheduler = peer_scheduler()
+    optimizer = torch.optim.AdamW(model.parameters(), **PEER_OPTIMIZER)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=PEER_WARMUP_STEPS)
+    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
+    generator = torch.Generator().manual_seed(0)
+    batches = shuffled_batches(len(clips), settings.batch_size, generator)
+    step, seconds = 0, 0.0
+    for minutes in marks:
+        start = time.process_time()
+        while seconds + time.process_time() - start < 60 * minutes:
+            x0 = clips[next(batches)]
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(0, 1000, (len(x0),), generator=generator)
+            loss = F.mse_loss(peer_forward(model, scheduler.add_noise(x0, noise, t), t), noise)
+            loss.backward()
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(model.parameters())
+            step += 1
+        seconds += time.process_time() - start
+        averaged = diffusers_dit(settings.model_config())
+        averaged.load_state_dict(model.state_dict())
+        ema.copy_to(averaged.parameters())
+        save(mark_path(out_dir, "diffusers", minutes), averaged.state_dict(), step, seconds, (low, high))
+
+
+@torch.no_grad()
+def peer_samples(net, config: DiTConfig, value_range: tuple[float, float], n: int, steps: int,
+                 seed: int = 0) -> torch.Tensor:
+    """``n`` clips from the peer, by the loop of diffusers' DDIMPipeline, back in our units."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(peer_scheduler().config)
+    scheduler.set_timesteps(steps)
+    x = torch.randn(n, config.in_channels, *config.input_size, generator=torch.Generator().manual_seed(seed))
+    for t in scheduler.timesteps:
+        x = scheduler.step(peer_forward(net, x, t), t, x).prev_sample
+    low, high = value_range
+    return (x + 1) / 2 * (high - low) + low
+
+
+def shuffled_batches(count: int, batch_size: int, generator: torch.Generator):
+    """Index batches of a DataLoader with shuffle=True and drop_last=True, epoch after epoch."""
+    while True:
+        yield from torch.randperm(count, generator=generator)[:count - count % batch_size].split(batch_size)
+
+
+def save(path: Path, weights: dict, step: int, seconds: float, value_range: tuple[float, float] | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        torch.save({"weights": weights, "step": step, "seconds": seconds, "range": value_range}, f)
+
+
+def train_contender(name: str, mode: str, marks: tuple[float, ...], out_dir: str, threads: int | None):
+    """One contender's whole training run (the body of its process)."""
+    if threads:
+        torch.set_num_threads(threads)
+    settings = notebook_settings(mode)
+    clips = spectrograms(settings.load_training_data("demo", keep_audio=False))
+    (train_ours if name == "ours" else train_peer)(settings, clips, marks, Path(out_dir))
+
+
+def generated(settings, name: str, path: Path, schedule: DDPMSchedule, n: int, steps: int) -> tuple[torch.Tensor, dict]:
+    """``n`` clips from a contender's weights saved at a mark, and what the mark recorded."""
+    saved = torch.load(path, weights_only=True)
+    config = settings.model_config()
+    model = (DiT if name == "ours" else diffusers_dit)(config)
+    model.load_state_dict(saved["weights"])
+    model.eval()
+    if name == "ours":
+        generator = torch.Generator().manual_seed(0)
+        clips = torch.cat([sample(model, schedule, min(64, n - i), steps=steps, generator=generator)
+                           for i in range(0, n, 64)])
+    else:
+        clips = peer_samples(model, config, saved["range"], n, steps)
+    return clips, saved
+
+
+def minutes_to(rows: list[dict], threshold: float) -> float | None:
+    """The first mark at which the FD is at or below ``threshold``."""
+    return next((r["minutes"] for r in rows if r["fd"] <= threshold), None)
+
+
+def run(marks: tuple[float, ...] = (2, 5, 10, 20), threshold: float = 0.3, n: int = 64, steps: int = 50,
+        threads: int | None = 1, out_dir: str = "runs/time-to-quality", mode: str = "cpu") -> dict:
+    marks = tuple(sorted(marks))
+    context = multiprocessing.get_context("spawn")
+    untrained = [name for name in CONTENDERS if not mark_path(Path(out_dir), name, marks[-1]).is_file()]
+    processes = [context.Process(target=train_contender, args=(name, mode, marks, out_dir, threads))
+                 for name in untrained]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+    failed = [name for name, p in zip(untrained, processes) if p.exitcode]
+    if failed:
+        raise RuntimeError(f"training of {failed} failed (see its traceback above)")
+    settings = notebook_settings(mode)
+    reference = build_reference("demo", settings.training_spectrogram, **SPLIT)
+    schedule = DDPMSchedule()
+    result = {"benchmark": "time-to-quality", "mode": mode, "threads_each": threads, "marks": marks,
+              "threshold": threshold, "n": n, "sample_steps": steps, "contenders": {}}
+    for name in CONTENDERS:
+        rows = []
+        for minutes in marks:
+            clips, saved = generated(settings, name, mark_path(Path(out_dir), name, minutes), schedule, n, steps)
+            report = score(reference, clips, settings.model_config().patch_size)
+            rows.append({"minutes": minutes, "steps": saved["step"], "seconds": saved["seconds"],
+                         "fd": report.fd["features"]["normalised"], "fd_judge": report.fd["judge"]["normalised"]})
+        result["contenders"][name] = {"rows": rows, "minutes_to_threshold": minutes_to(rows, threshold)}
+    ours, peer = (result["contenders"][c]["minutes_to_threshold"] for c in CONTENDERS)
+    result["speedup"] = peer / ours if ours and peer else None
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"time to quality: each contender trains on {result['threads_each']} thread(s), both at once, "
+             "for the minutes of CPU time marked; "
+             f"normalised FD (features) of {result['n']} DDIM-{result['sample_steps']} clips against held-out songs "
+             f"(0 = real, 1 = noise) at each mark of training time",
+             f"  {'contender':10s} " + " ".join(f"{m:g} min".rjust(13) for m in result["marks"])
+             + f"   minutes to FD <= {result['threshold']:g}"]
+    for name, c in result["contenders"].items():
+        cells = " ".join(f"{r['fd']:.3f} ({r['steps']})".rjust(13) for r in c["rows"])
+        reached = c["minutes_to_threshold"]
+        lines.append(f"  {name:10s} {cells}   {'not within the marks' if reached is None else f'{reached:g}'}")
+    lines.append("  (in brackets: training steps done by that mark)")
+    speedup = result["speedup"]
+    lines.append(f"  ours reaches the threshold {speedup:.2g}x sooner" if speedup else
+                 "  speed-up: not measurable (a contender did not reach the threshold within the marks)")
+    return "\n".join(lines)
+
