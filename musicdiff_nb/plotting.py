@@ -553,7 +553,7 @@ def plot_loss(history, title: str = "training loss", ax=None, marks=()):
         ax.axvline(step, color="0.6", linestyle=":", linewidth=1)
     ax.set(xlabel="step", ylabel="MSE loss", yscale="log", title=title)
     ax.set_xlim(0, max(history.step, default=1) * 1.02)  # from step 0: the first point is logged after a few steps
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")  # a curve within one decade has only minor ticks on the log axis
     return ax.figure
 
 
