@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Audio, display
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from .data import label_names
 from .files import atomic_write
@@ -553,7 +553,11 @@ def plot_loss(history, title: str = "training loss", ax=None, marks=()):
         ax.axvline(step, color="0.6", linestyle=":", linewidth=1)
     ax.set(xlabel="step", ylabel="MSE loss", yscale="log", title=title)
     ax.set_xlim(0, max(history.step, default=1) * 1.02)  # from step 0: the first point is logged after a few steps
-    ax.grid(alpha=0.3, which="both")  # a curve within one decade has only minor ticks on the log axis
+    ax.grid(alpha=0.3, which="both")
+    if history.loss and max(history.loss) < 10 * min(history.loss):  # within a decade: label the minor ticks too
+        plain = FuncFormatter(lambda value, _: f"{value:.2g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     return ax.figure
 
 

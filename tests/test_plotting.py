@@ -2,6 +2,7 @@
 
 import io
 import warnings
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import pytest
@@ -278,3 +279,12 @@ def test_play_keeps_silence_silent():
     assert (sf.read(io.BytesIO(silent.data))[0] == 0).all()
     loud, _ = sf.read(io.BytesIO(plotting.play(0.01 * torch.randn(1000), 16000).data))
     assert abs(loud).max() > 0.99  # normalised
+
+
+def test_loss_within_a_decade_reads_in_plain_numbers():
+    history = SimpleNamespace(step=[50, 100, 150], loss=[0.56, 0.33, 0.22])
+    fig = plotting.plot_loss(history)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
+    assert {"0.3", "0.4", "0.5"} <= set(labels) and ax.get_xlim()[0] == 0
