@@ -193,6 +193,8 @@ def plot_label_counts(ds, top: int = 30):
     right.set_xticks(label_counts)
     right.set(title="labels per song", xlabel="labels on the song", ylabel="songs",
               xlim=(0.4, label_counts[-1] + 0.6), ylim=(0, 1.15 * max(per_song_counts.values())))
+    for ax in (left, right):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # songs come whole
     return fig
 
 

@@ -90,6 +90,8 @@ def test_song_table_and_labels(clips_ds):
     assert_readable(fig)
     per_song = fig.axes[1]  # one label per song: one bar, on a whole-number axis
     assert [t.get_text() for t in per_song.get_xticklabels()] == ["1"] and per_song.get_xlim() == (0.4, 1.6)
+    for ax in fig.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_yticks()), ax.get_yticks()  # no 0.2 of a song
     bars = fig.axes[0].patches
     assert [b.get_height() for b in bars] == [1, 1] and "of 2 labels" in fig.axes[0].get_title()
 
