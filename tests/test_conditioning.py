@@ -14,7 +14,7 @@ from musicdiff_nb.data import label_names, load_music_dataset, multi_hot, spectr
 from musicdiff_nb.evaluation import guidance_sweep
 from musicdiff_nb.judge import judge_scores, train_judge
 from musicdiff_nb.scores import COLLECTIONS, scores_folder
-from musicdiff_nb.text import ENCODER_DIM, encode_text
+from musicdiff_nb.text import ENCODER_DIM, encode_text, load_text_encoder
 
 from conftest import TEST_SPEC
 
@@ -62,6 +62,15 @@ def test_text_encoder_runs_offline_and_means_something(monkeypatch):
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-4)
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2
+
+
+def test_loading_the_text_encoder_draws_no_progress_bar(capfd):
+    from transformers.utils import logging as transformers_logging
+
+    load_text_encoder.cache_clear()
+    load_text_encoder()
+    assert "Loading weights" not in capfd.readouterr().err  # the bar a notebook showed for local files
+    assert transformers_logging.is_progress_bar_enabled()  # and other downloads keep theirs
 
 
 def test_text_conditioning_trains_on_the_text_of_the_labels(demo_clips):

@@ -67,3 +67,12 @@ def test_no_mode_is_chosen_in_a_notebook():
         sources = "\n".join(cell.source for cell in code_cells(load(name)))
         assert "notebook_settings(" not in sources.replace("notebook_settings()", "")
         assert "os.environ" not in sources and "%env" not in sources
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), ids=lambda path: path.stem)
+def test_ends_with_exercises(path):
+    """2-3 numbered "Try this" exercises, each saying what to expect."""
+    last = nbformat.read(path, as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Try this"), f"{path.stem}: end with exercises"
+    exercises = re.split(r"^\d\. ", last.source, flags=re.M)[1:]
+    assert 2 <= len(exercises) <= 3 and all("Expect" in text for text in exercises)

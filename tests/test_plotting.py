@@ -2,6 +2,7 @@
 
 import io
 import warnings
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import pytest
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, plotting, sample, train
 from musicdiff_nb.neighbours import nearest_clips
+from musicdiff_nb.spectrogram import magnitude_db
 
 from conftest import TEST_SPEC, randomize
 
@@ -58,6 +60,14 @@ def assert_readable(fig, units=()):
         assert unit in labels, (unit, labels)
 
 
+def colorbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def is_still(fig):
+    return isinstance(fig, Figure) and fig.get_suptitle() == plotting.STILL_TITLE
+
+
 def tiny_model(**overrides):
     return randomize(DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:], **overrides))).eval()
 
@@ -78,6 +88,10 @@ def test_song_table_and_labels(clips_ds):
     assert (span >= 3 * TEST_SPEC.clip_seconds - 0.01).all()
     fig = plotting.plot_label_counts(clips_ds)
     assert_readable(fig)
+    per_song = fig.axes[1]  # one label per song: one bar, on a whole-number axis
+    assert [t.get_text() for t in per_song.get_xticklabels()] == ["1"] and per_song.get_xlim() == (0.4, 1.6)
+    for ax in fig.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_yticks()), ax.get_yticks()  # no 0.2 of a song
     bars = fig.axes[0].patches
     assert [b.get_height() for b in bars] == [1, 1] and "of 2 labels" in fig.axes[0].get_title()
 
@@ -105,7 +119,11 @@ def test_waveform_envelope_keeps_the_peaks():
 def test_stft_figures(demo_music):
     wave = demo_music[0, : 22050]
     cfg = TEST_SPEC.__class__(sample_rate=22050)
-    assert_readable(plotting.plot_framing(wave, cfg), units=["time (ms)", "frequency (Hz)", "(dB)"])
+    fig = plotting.plot_framing(wave, cfg)
+    assert_readable(fig, units=["time (ms)", "frequency (Hz)", "(dB)"])
+    fig.canvas.draw()
+    top = fig.axes[0]
+    assert not top.get_legend().get_window_extent().overlaps(top.get_window_extent())  # it hides no window
     fig = plotting.plot_resolution(wave, cfg, n_ffts=(128, 2048))
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert "window 5.8 ms" in titles(fig)[0] and "bins 10.8 Hz apart" in titles(fig)[1]
@@ -129,7 +147,8 @@ def test_round_trip_table(demo_music):
 def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
     box = plotting.stft_explorer(demo_music[0, : 22050], TEST_SPEC.__class__(sample_rate=22050))
     n_fft, hop = box.children[0].children
-    assert len(shown) == 1 and "n_fft 512, hop 128" in titles(shown[0])[0]
+    still, first = shown
+    assert is_still(still) and "n_fft 512, hop 128" in titles(first)[0] == titles(still)[0]
     n_fft.value = 2048
     hop.value = 8
     assert "n_fft 2048, hop 256" in titles(shown[-1])[0] and "1025 bins" in titles(shown[-1])[0]
@@ -144,15 +163,15 @@ def test_schedule_figures(demo_clips):
     assert all(len(ax.lines) == 2 for ax in fig.axes)
     fig = plotting.plot_noising(demo_clips[0], schedules, TEST_SPEC, [0, 500, 999])
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "cosine, t = 500" in titles(fig)[4]
+    assert "cosine, t = 500" in titles(fig)[4] and len(colorbars(fig)) == 1
 
 
 def test_timestep_explorer_shows_x_t_and_plays_it(demo_clips, shown):
     box = plotting.timestep_explorer(demo_clips[0], DDPMSchedule(), TEST_SPEC, t=10)
     slider = box.children[0].children[0]
     assert (slider.min, slider.max, slider.value) == (0, 999, 10)
-    figure, audio = shown
-    assert isinstance(figure, Figure) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
+    still, figure, audio = shown
+    assert is_still(still) and isinstance(figure, Figure) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
     slider.value = 999
     assert "t = 999" in titles(shown[-2])[0] and shown[-1].data != audio.data
 
@@ -167,7 +186,7 @@ def test_patches_are_what_the_conv_patch_embedding_reads(demo_clips):
     assert torch.allclose(conv, linear, atol=1e-5)
     fig = plotting.plot_patches(x, TEST_SPEC, 8)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "128 tokens x 128 values" in titles(fig)[1]
+    assert "128 tokens x 128 values" in titles(fig)[1] and len(colorbars(fig)) == 2
 
 
 def test_model_figures_and_tables(demo_clips):
@@ -184,7 +203,14 @@ def test_model_figures_and_tables(demo_clips):
     maps = model.attention_maps(demo_clips[:1], 500)
     fig = plotting.plot_attention(maps, model, TEST_SPEC, query=5)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert len(fig.axes) == model.config.depth * model.config.num_heads
+    panels = [ax for ax in fig.axes if ax not in colorbars(fig)]
+    assert len(panels) == model.config.depth * model.config.num_heads and len(colorbars(fig)) == 1
+    assert len({ax.images[0].get_clim() for ax in panels}) == 1  # one scale, so the bar reads every panel
+    shares = plotting.attention_share_table(maps, model, query=5, rows=2)
+    rows, cols = model.config.grid_size
+    by_hand = maps[1][0, 0, 5, : 2 * cols].sum()
+    assert shares.loc["block 1", "head 0"] == pytest.approx(float(by_hand), abs=1e-3)
+    assert (shares["even spread"] == round(2 / rows, 3)).all()
 
 
 # -- 05 ------------------------------------------------------------------------
@@ -200,7 +226,9 @@ def test_training_monitor(demo_clips, shown):
     assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
     assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
     assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated
-    assert_readable(plotting.plot_loss(history), units=["MSE loss"])
+    fig = plotting.plot_loss(history)
+    assert_readable(fig, units=["MSE loss"])
+    assert history.step[0] == 5 and fig.axes[0].get_xlim()[0] == 0  # the axis starts at step 0
     fig = monitor.plot_predictions()
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert len(fig.axes) == 4 * 5 and "step 20: x_0 from t = 999" in titles(fig)[-1]
@@ -213,10 +241,13 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
     x, trajectory = sample(model, DDPMSchedule(), 2, steps=4, return_trajectory=True)
     fig = plotting.plot_trajectory(trajectory, TEST_SPEC, index=1, count=3)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert [t.split(":")[0] for t in titles(fig)[:3]] == ["step 0", "step 2", "step 3"]
+    assert [t.split(":")[0] for t in titles(fig)[:3]] == ["after 0 steps", "after 2 steps", "after all 4 steps"]
+    last = fig.axes[2].images[0].get_array()  # top row, last column: the finished sample
+    assert torch.allclose(torch.tensor(last.data), magnitude_db(x[1], TEST_SPEC))
     box = plotting.trajectory_explorer(trajectory, TEST_SPEC, index=1)
     slider = box.children[0].children[0]
-    assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(shown[0])[0]
+    assert is_still(shown[0]) and titles(shown[0])[0] == titles(shown[1])[0]
+    assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(shown[1])[0]
     slider.value = 0
     assert "t = 999" in titles(shown[-2])[0] and isinstance(shown[-1], Audio)
     found = nearest_clips(x, demo_clips, TEST_SPEC)
@@ -252,3 +283,12 @@ def test_play_keeps_silence_silent():
     assert (sf.read(io.BytesIO(silent.data))[0] == 0).all()
     loud, _ = sf.read(io.BytesIO(plotting.play(0.01 * torch.randn(1000), 16000).data))
     assert abs(loud).max() > 0.99  # normalised
+
+
+def test_loss_within_a_decade_reads_in_plain_numbers():
+    history = SimpleNamespace(step=[50, 100, 150], loss=[0.56, 0.33, 0.22])
+    fig = plotting.plot_loss(history)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
+    assert {"0.3", "0.4", "0.5"} <= set(labels) and ax.get_xlim()[0] == 0
