@@ -10,6 +10,7 @@ laptop CPU:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from .conditioning import label_conditioning, text_conditioning, with_condition
 from .data import SPLIT, label_names, load_music_dataset
 from .files import atomic_write, check_writable_folder
 from .model import DiT, DiTConfig
+from .precision import PRECISIONS
 from .quality import evaluate_checkpoint
 from .sample import sample as sample_clips
 from .sample import save_audio
@@ -32,6 +34,10 @@ from .train import TrainConfig, check_resume, is_main_process, load_checkpoint, 
 from .train import train as train_model
 
 CPU = notebook_settings("cpu")  # the defaults of the main job: the notebooks' CPU settings (docs/quality.md)
+PRECISION_HELP = "autocast dtype; auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 on a CPU"
+# --precision's defaults are the library's own
+PRECISION_DEFAULTS = {"train": TrainConfig.precision,
+                      "sample": inspect.signature(sample_clips).parameters["precision"].default}
 
 # a user's mistake (a setting, a path, a file; data.AudioError is a ValueError), an unreachable hub or a
 # diverged run: one line, no traceback (--debug shows it); any other exception is a bug and shows its traceback
@@ -89,7 +95,8 @@ def train(args):
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile,
-                      loss_weighting=args.loss_weighting, time_limit=60 * args.minutes if args.minutes else None)
+                      loss_weighting=args.loss_weighting, precision=args.precision,
+                      time_limit=60 * args.minutes if args.minutes else None)
     pick_device(args.device)
     check_writable_folder(args.out)
     conditioned = args.conditional or args.text
@@ -129,7 +136,8 @@ def sample(args):
                          "(unconditional)")
     generator = torch.Generator().manual_seed(args.seed)
     specs = sample_clips(ckpt.ema, ckpt.schedule, args.n, steps=args.steps or None, sampler=args.sampler,
-                         eta=args.eta, guidance_scale=args.guidance, generator=generator, progress=True, **request)
+                         eta=args.eta, guidance_scale=args.guidance, generator=generator, progress=True,
+                         precision=args.precision, **request)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
         save_figure(plot_spectrograms([s], spec, [f"sample {i} ({args.sampler}, {args.steps or 'all'} steps)"]),
@@ -148,9 +156,17 @@ def evaluate(args):
                        **report.to_dict()}, f, indent=1)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A wrong invocation (an unknown option, a value outside its choices) is
+    one line too, with where to look instead of the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m musicdiff_nb", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m musicdiff_nb", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -178,6 +194,7 @@ def main(argv=None):
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--precision", default=PRECISION_DEFAULTS["train"], choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo")
@@ -193,6 +210,7 @@ def main(argv=None):
     p.add_argument("--prompt", help="generate from this text (a model trained with --text or --conditional)")
     p.add_argument("--guidance", type=float, default=3.0,
                    help="classifier-free guidance scale (with --label or --prompt)")
+    p.add_argument("--precision", default=PRECISION_DEFAULTS["sample"], choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")

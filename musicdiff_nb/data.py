@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -310,6 +311,15 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def _cache_name(key: str) -> dict:
+    """``Dataset.from_generator``'s name for the cache: ``key`` itself from
+    datasets 4.3 on; older releases (Colab ships 4.0) take no ``fingerprint``
+    and hash ``gen_kwargs`` instead, which hold ``key`` too."""
+    import datasets
+    named = "fingerprint" in inspect.signature(datasets.Dataset.from_generator).parameters
+    return {"fingerprint": key} if named else {}
+
+
 def _file_stamps(songs: list[dict]) -> list:
     stamps = []
     for s in songs:
@@ -394,7 +404,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     key = _fingerprint(CACHE_VERSION, identity, clip_args)
     try:
         clips = datasets.Dataset.from_generator(
-            _generate_clips, features=features, cache_dir=str(cache_root() / "datasets"), fingerprint=key,
+            _generate_clips, features=features, cache_dir=str(cache_root() / "datasets"), **_cache_name(key),
             # a tuple, not a list: datasets would shard a list into one generator call per song,
             # and the summary of skipped songs would count each song on its own
             gen_kwargs=dict(songs=tuple(songs) if isinstance(songs, list) else songs, columns=columns,

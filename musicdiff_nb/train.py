@@ -367,9 +367,9 @@ def _diverged(what: str, last_logged: int, step: int, path: Path | None) -> Floa
 
 def _place(x0: torch.Tensor, cond: torch.Tensor | None, device: torch.device, needed: MemoryEstimate):
     """Refuses a run whose estimated peak (``needed``, memory.py) exceeds the
-    GPU's free memory. The whole clip cache goes onto the GPU when it fits in
-    half of what training leaves free (no loader, no per-step host copies);
-    else it stays in host memory."""
+    GPU's free memory. The clips go onto the GPU when they take at most half
+    of the free memory left after that peak (no loader, no per-step host
+    copies); else they stay in host memory."""
     fits = device.type != "cuda" or x0.nbytes <= 0.5 * check_fits(needed, device)
     home = device if fits else torch.device("cpu")
     return x0.to(home), (cond.to(home) if cond is not None else None)

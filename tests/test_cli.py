@@ -1,13 +1,15 @@
+import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
 import torch
 
-from musicdiff_nb import load_checkpoint
+from musicdiff_nb import TrainConfig, load_checkpoint, sample
 
 
 def run(*args):
@@ -21,8 +23,9 @@ def run(*args):
 PROMISED = {
     "prepare": ["--data", "--spectrogram", "--representation", "--max-songs", "--held-out"],
     "train": ["--data", "--spectrogram", "--representation", "--preset", "--steps", "--epochs", "--batch-size",
-              "--conditional", "--text", "--out"],
-    "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance", "--out"],
+              "--conditional", "--text", "--precision", "fp16", "--out"],
+    "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance",
+               "--precision", "--out"],
     "evaluate": ["--checkpoint", "--data", "--sampler", "--json"],
     "bench": ["train-step", "preprocess", "sampling", "seed-workload", "fast-path"],
 }
@@ -163,3 +166,47 @@ def test_an_error_prints_no_traceback():
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == "error: steps=0: train at least one step (steps >= 1, epochs > 0)\n"
+
+
+# -- --precision -------------------------------------------------------------------
+
+def test_train_precision_reaches_the_train_config(capsys, monkeypatch, no_songs):
+    import musicdiff_nb.__main__ as cli
+    made = []
+
+    def recording(**kwargs):
+        made.append(TrainConfig(**kwargs))
+        return made[-1]
+    monkeypatch.setattr(cli, "TrainConfig", recording)
+    for argv, expected in [([], TrainConfig().precision), (["--precision", "fp16"], "fp16"),
+                           (["--precision", "fp32"], "fp32")]:
+        error_of(capsys, "train", "--data", no_songs, *argv)  # stops at the empty data folder, after the config
+        assert made[-1].precision == expected
+
+
+def test_sample_precision_reaches_the_sampler(capsys, monkeypatch, no_songs):
+    import musicdiff_nb.__main__ as cli
+    from musicdiff_nb import SpectrogramConfig
+    asked = []
+
+    def sampler(*args, precision, **kwargs):
+        asked.append(precision)
+        raise ValueError("sampled")
+    checkpoint = SimpleNamespace(spectrogram=SpectrogramConfig.preset("small"), schedule=None,
+                                 ema=SimpleNamespace(conditioning=None))
+    monkeypatch.setattr(cli, "load_checkpoint", lambda *args, **kwargs: checkpoint)
+    monkeypatch.setattr(cli, "sample_clips", sampler)
+    error_of(capsys, "sample")
+    error_of(capsys, "sample", "--precision", "bf16")
+    assert asked == [inspect.signature(sample).parameters["precision"].default, "bf16"]
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_an_unknown_precision_is_one_line(capsys, command):
+    from musicdiff_nb.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--precision", "fp8"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1, err
+    assert re.match(r"error: argument --precision: invalid choice: '?fp8'?.*fp16", err), err
+    assert f"see python -m musicdiff_nb {command} --help" in err

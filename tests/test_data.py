@@ -77,6 +77,28 @@ def test_sub_folders_become_labels_and_the_cache_is_reused(tmp_path, cache, demo
     assert str(cache) in first.cache_files[0]["filename"]
 
 
+def test_the_cache_is_reused_and_renewed_under_datasets_before_4_3(tmp_path, cache, demo_music, monkeypatch):
+    """Colab ships datasets 4.0, whose from_generator takes no fingerprint: the cache is still named by the songs."""
+    newer = datasets.Dataset.from_generator
+
+    def from_generator_4_0(generator, features=None, cache_dir=None, keep_in_memory=False, gen_kwargs=None,
+                           num_proc=None, split=datasets.Split.TRAIN, **kwargs):
+        if "fingerprint" in kwargs:  # 4.0 hands it to the builder's config, which refuses it
+            raise TypeError("GeneratorConfig.__init__() got an unexpected keyword argument 'fingerprint'")
+        return newer(generator, features=features, cache_dir=cache_dir, keep_in_memory=keep_in_memory,
+                     gen_kwargs=gen_kwargs, num_proc=num_proc, split=split, **kwargs)
+    monkeypatch.setattr(datasets.Dataset, "from_generator", from_generator_4_0)
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    write_song(folder / "a.wav", demo_music, 1.0)
+    first = load_music_dataset(str(folder), TEST_SPEC, keep_audio=False)
+    again = load_music_dataset(str(folder), TEST_SPEC, keep_audio=False)
+    assert first.cache_files[0]["filename"] == again.cache_files[0]["filename"]
+    write_song(folder / "a.wav", demo_music, 2.0)  # the song changed: a cache of its own
+    longer = load_music_dataset(str(folder), TEST_SPEC, keep_audio=False)
+    assert longer.cache_files[0]["filename"] != first.cache_files[0]["filename"] and len(longer) > len(first)
+
+
 def test_parquet_dataset_laid_out_like_the_hub(tmp_path, cache, demo_music):
     songs = []
     for i, (labels, seconds) in enumerate([(["pop", "vocals"], 1.1), (["classical"], 2.1)]):

@@ -87,6 +87,21 @@ def test_the_version_is_declared_once():
     assert importlib.metadata.version("musicdiff_nb") == musicdiff_nb.__version__
 
 
+# what Colab's image ships and its notebooks' install cell (`pip install --no-deps`) leaves alone: the
+# versions the README's "Colab" paragraph ran the notebooks with
+COLAB = {"torch": "2.9.1", "torchaudio": "2.9.1", "numpy": "2.0.2", "pandas": "2.2.2", "matplotlib": "3.10.9",
+         "ipywidgets": "7.7.1", "tqdm": "4.67.3", "librosa": "0.11.0", "soundfile": "0.13.1", "datasets": "4.0.0"}
+
+
+def test_the_declared_dependencies_admit_what_colab_ships():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+    declared = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    refused = [f"{r} refuses Colab's {r.name} {COLAB[r.name]}" for r in declared
+               if r.name in COLAB and not r.specifier.contains(COLAB[r.name])]
+    assert not refused and {r.name for r in declared} <= set(COLAB), refused
+
+
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     commands = [line for section in ("## Install", "## Test")
