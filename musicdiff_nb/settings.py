@@ -6,7 +6,9 @@
   spectrograms (the representation that docs/quality.md found to reach music
   soonest on a CPU; the seed's complex STFT is ``representation="complex"``);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
-  variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook).
+  variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook
+  in under a minute, with clips of 1 s (a shorter one plays as "0:00"), and
+  DDPM respaced to 100 of its 1000 timesteps.
 
 Any size can be overridden with ``dataclasses.replace``, e.g.
 ``replace(notebook_settings("gpu"), max_songs=2, max_clips_per_song=4)``:
@@ -44,6 +46,9 @@ class RunSettings:
     sample_steps: int
     quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
     representation: str = "complex"  # what the model is trained on; cpu: the winner of docs/quality.md
+    ddpm_steps: int | None = None  # DDPM's timesteps in 06: None walks all T; fewer are respaced (quick)
+    scores_songs: int = 710  # 07_conditioning: songs of the "scores" dataset
+    conditioned_steps: int = 20000  # 07_conditioning: steps of its conditioned run
 
     def describe(self) -> str:
         spec = self.training_spectrogram
@@ -94,13 +99,15 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
         mode = "quick" if os.environ.get(QUICK_ENV) == "1" else ("gpu" if device.type == "cuda" else "cpu")
     if mode == "gpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("seed"), "seed", None, None,
-                           train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50)
+                           train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50,
+                           scores_songs=710, conditioned_steps=20000)
     if mode == "cpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 30,
                            train_steps=5000, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
-                           representation="mel")
+                           representation="mel", scores_songs=120, conditioned_steps=3000)
     if mode == "quick":
-        return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
+        return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
-                           quality_clips=16, representation="mel")
+                           quality_clips=16, representation="mel", ddpm_steps=100,
+                           scores_songs=16, conditioned_steps=600)
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")
