@@ -7,8 +7,9 @@
   soonest on a CPU; the seed's complex STFT is ``representation="complex"``);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook
-  in under a minute, with clips of 1 s (a shorter one plays as "0:00"), and
-  DDPM respaced to 100 of its 1000 timesteps.
+  in about a minute on two CPU cores. Clips still last 1 s (a shorter one
+  plays as "0:00"), at 8 kHz; the DiT takes 16 x 16 patches (fewer tokens);
+  06 respaces DDPM to 100 of its 1000 timesteps; 07 trains on 16 songs.
 
 Any size can be overridden with ``dataclasses.replace``, e.g.
 ``replace(notebook_settings("gpu"), max_songs=2, max_clips_per_song=4)``:
@@ -46,6 +47,7 @@ class RunSettings:
     sample_steps: int
     quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
     representation: str = "complex"  # what the model is trained on; cpu: the winner of docs/quality.md
+    patch_size: int | None = None  # None: the preset's; quick: larger patches, fewer tokens
     ddpm_steps: int | None = None  # DDPM's timesteps in 06: None walks all T; fewer are respaced (quick)
     scores_songs: int = 710  # 07_conditioning: songs of the "scores" dataset
     conditioned_steps: int = 20000  # 07_conditioning: steps of its conditioned run
@@ -82,6 +84,8 @@ class RunSettings:
         """The DiT preset, sized for the tensors it trains on."""
         spec = self.training_spectrogram
         sized = dict(in_channels=spec.channels, input_size=spec.shape[1:])
+        if self.patch_size is not None:
+            sized["patch_size"] = self.patch_size
         return DiTConfig.preset(self.model_preset, **{**sized, **overrides})
 
     def train_config(self, **overrides) -> TrainConfig:
@@ -106,8 +110,9 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
                            train_steps=5000, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
                            representation="mel", scores_songs=120, conditioned_steps=3000)
     if mode == "quick":
-        return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 4,
+        quick_clips = SpectrogramConfig.preset("small", sample_rate=8000, frames=64)  # 1.01 s, a (128, 64) tensor
+        return RunSettings(mode, device, quick_clips, "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
-                           quality_clips=16, representation="mel", ddpm_steps=100,
+                           quality_clips=16, representation="mel", patch_size=16, ddpm_steps=100,
                            scores_songs=16, conditioned_steps=600)
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")
