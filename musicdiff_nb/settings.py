@@ -7,9 +7,9 @@
   soonest on a CPU; the seed's complex STFT is ``representation="complex"``);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook
-  in about a minute on two CPU cores. Clips still last 1 s (a shorter one
-  plays as "0:00"), at 8 kHz; the DiT takes 16 x 16 patches (fewer tokens);
-  06 respaces DDPM to 100 of its 1000 timesteps; 07 trains on 16 songs.
+  in about a minute on two CPU cores: the DiT takes 16 x 16 patches (fewer
+  tokens); 06 respaces DDPM to 100 of its 1000 timesteps; 07 trains on 16
+  songs, on clips of 1 s at 8 kHz (a shorter clip plays as "0:00").
 
 Any size can be overridden with ``dataclasses.replace``, e.g.
 ``replace(notebook_settings("gpu"), max_songs=2, max_clips_per_song=4)``:
@@ -19,7 +19,7 @@ the tests run the gpu settings on a CPU that way.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -50,6 +50,7 @@ class RunSettings:
     patch_size: int | None = None  # None: the preset's; quick: larger patches, fewer tokens
     ddpm_steps: int | None = None  # DDPM's timesteps in 06: None walks all T; fewer are respaced (quick)
     scores_songs: int = 710  # 07_conditioning: songs of the "scores" dataset
+    conditioned_sample_rate: int | None = None  # 07_conditioning: None keeps spectrogram's
     conditioned_steps: int = 20000  # 07_conditioning: steps of its conditioned run
 
     def describe(self) -> str:
@@ -63,6 +64,13 @@ class RunSettings:
     def training_spectrogram(self) -> SpectrogramConfig:
         """What the model sees: the clips of ``spectrogram`` (the STFT of 02-04) in ``representation``."""
         return self.spectrogram.with_representation(self.representation)
+
+    @property
+    def conditioned_spectrogram(self) -> SpectrogramConfig:
+        """07's clips: ``spectrogram``'s STFT as log magnitude (a label is heard
+        in the spectral envelope), at ``conditioned_sample_rate`` when set."""
+        rate = self.conditioned_sample_rate or self.spectrogram.sample_rate
+        return replace(self.spectrogram, representation="magnitude", sample_rate=rate)
 
     @property
     def run_dir(self) -> Path:
@@ -110,9 +118,8 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
                            train_steps=5000, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
                            representation="mel", scores_songs=120, conditioned_steps=3000)
     if mode == "quick":
-        quick_clips = SpectrogramConfig.preset("small", sample_rate=8000, frames=64)  # 1.01 s, a (128, 64) tensor
-        return RunSettings(mode, device, quick_clips, "tiny", None, 4,
+        return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
                            quality_clips=16, representation="mel", patch_size=16, ddpm_steps=100,
-                           scores_songs=16, conditioned_steps=600)
+                           scores_songs=16, conditioned_sample_rate=8000, conditioned_steps=600)
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")

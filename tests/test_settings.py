@@ -42,9 +42,13 @@ def test_unknown_mode_is_refused():
 
 
 @pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
-def test_clips_last_at_least_a_second(mode):
+def test_07s_clips_last_at_least_a_second(mode):
     """A shorter clip plays as "0:00" in a notebook's audio player."""
-    assert notebook_settings(mode).spectrogram.clip_seconds >= 1.0
+    settings = notebook_settings(mode)
+    assert settings.conditioned_spectrogram.clip_seconds >= 1.0
+    assert settings.conditioned_spectrogram.representation == "magnitude"
+    if mode != "quick":
+        assert settings.spectrogram.clip_seconds >= 1.0
 
 
 def test_quick_mode_respaces_ddpm_and_shortens_07():
