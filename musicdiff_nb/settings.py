@@ -6,7 +6,10 @@
   spectrograms (the representation that docs/quality.md found to reach music
   soonest on a CPU; the seed's complex STFT is ``representation="complex"``);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
-  variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook).
+  variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook
+  in about a minute on two CPU cores: the DiT takes 16 x 16 patches (fewer
+  tokens); 06 respaces DDPM to 100 of its 1000 timesteps; 07 trains on 16
+  songs, on clips of 1 s at 8 kHz (a shorter clip plays as "0:00").
 
 Any size can be overridden with ``dataclasses.replace``, e.g.
 ``replace(notebook_settings("gpu"), max_songs=2, max_clips_per_song=4)``:
@@ -16,7 +19,7 @@ the tests run the gpu settings on a CPU that way.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -45,6 +48,11 @@ class RunSettings:
     quality_clips: int = 64  # clips generated and scored against held-out music (quality.py)
     curve_steps: tuple[int, ...] = (5, 10, 25, 50)  # sampling steps of 06's quality-against-steps curve
     representation: str = "complex"  # what the model is trained on; cpu: the winner of docs/quality.md
+    patch_size: int | None = None  # None: the preset's; quick: larger patches, fewer tokens
+    ddpm_steps: int | None = None  # DDPM's timesteps in 06: None walks all T; fewer are respaced (quick)
+    scores_songs: int = 710  # 07_conditioning: songs of the "scores" dataset
+    conditioned_sample_rate: int | None = None  # 07_conditioning: None keeps spectrogram's
+    conditioned_steps: int = 20000  # 07_conditioning: steps of its conditioned run
 
     def describe(self) -> str:
         spec = self.training_spectrogram
@@ -57,6 +65,13 @@ class RunSettings:
     def training_spectrogram(self) -> SpectrogramConfig:
         """What the model sees: the clips of ``spectrogram`` (the STFT of 02-04) in ``representation``."""
         return self.spectrogram.with_representation(self.representation)
+
+    @property
+    def conditioned_spectrogram(self) -> SpectrogramConfig:
+        """07's clips: ``spectrogram``'s STFT as log magnitude (a label is heard
+        in the spectral envelope), at ``conditioned_sample_rate`` when set."""
+        rate = self.conditioned_sample_rate or self.spectrogram.sample_rate
+        return replace(self.spectrogram, representation="magnitude", sample_rate=rate)
 
     @property
     def run_dir(self) -> Path:
@@ -78,6 +93,8 @@ class RunSettings:
         """The DiT preset, sized for the tensors it trains on."""
         spec = self.training_spectrogram
         sized = dict(in_channels=spec.channels, input_size=spec.shape[1:])
+        if self.patch_size is not None:
+            sized["patch_size"] = self.patch_size
         return DiTConfig.preset(self.model_preset, **{**sized, **overrides})
 
     def train_config(self, **overrides) -> TrainConfig:
@@ -95,13 +112,15 @@ def notebook_settings(mode: str | None = None) -> RunSettings:
         mode = "quick" if os.environ.get(QUICK_ENV) == "1" else ("gpu" if device.type == "cuda" else "cpu")
     if mode == "gpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("seed"), "seed", None, None,
-                           train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50)
+                           train_steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999, sample_steps=50,
+                           scores_songs=710, conditioned_steps=20000)
     if mode == "cpu":
         return RunSettings(mode, device, SpectrogramConfig.preset("small"), "tiny", None, 30,
                            train_steps=5000, batch_size=16, lr=1e-3, ema_decay=0.995, sample_steps=50,
-                           representation="mel")
+                           representation="mel", scores_songs=120, conditioned_steps=3000)
     if mode == "quick":
         return RunSettings(mode, device, SpectrogramConfig.preset("small", frames=64), "tiny", None, 4,
                            train_steps=150, batch_size=8, lr=2e-3, ema_decay=0.99, sample_steps=10,
-                           quality_clips=16, curve_steps=(5, 25), representation="mel")
+                           quality_clips=16, curve_steps=(5, 25), representation="mel", patch_size=16,
+                           ddpm_steps=100, scores_songs=16, conditioned_sample_rate=8000, conditioned_steps=600)
     raise ValueError(f"mode={mode!r}: use 'gpu', 'cpu' or 'quick'")

@@ -299,11 +299,15 @@ class _Processes:
             dist.destroy_process_group()
 
 
-def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: int, device: torch.device):
-    """Per-process index batches on ``device`` (where the data lives: one copy
-    per epoch, none per step), from ``start_step`` on, epoch after epoch."""
-    local = cfg.batch_size // procs.world
-    sampler = DistributedSampler(range(num_clips), num_replicas=procs.world, rank=procs.rank,
+def batch_indices(num_clips: int, cfg: TrainConfig, start_step: int = 0, *, rank: int = 0, world: int = 1,
+                  device=None):
+    """The clip indices of each step's batch, as ``train`` takes them: a
+    shuffle per epoch (a pure function of ``cfg.seed`` and the epoch), from
+    ``start_step`` on; under torchrun, the rows of process ``rank`` of
+    ``world``. On ``device`` (where the data lives: one copy per epoch, none
+    per step)."""
+    local = cfg.batch_size // world
+    sampler = DistributedSampler(range(num_clips), num_replicas=world, rank=rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = num_clips // cfg.batch_size
     epoch, offset = divmod(start_step, per_epoch)
@@ -315,15 +319,16 @@ def _batches(num_clips: int, cfg: TrainConfig, procs: _Processes, start_step: in
         epoch, offset = epoch + 1, 0
 
 
-def _draws(generator, cfg: TrainConfig, shape, num_timesteps: int, procs: _Processes, device):
-    """Noise, timesteps and condition-dropout mask for the global batch; this
-    process's rows."""
+def step_draws(generator: torch.Generator, cfg: TrainConfig, shape, num_timesteps: int, device=None):
+    """The random draws of one training step for the (global) batch, in
+    ``train``'s order from its one generator: noise eps ~ N(0, I) of
+    ``shape`` per clip, timesteps t uniform in 0 .. T-1, and the mask of the
+    clips whose condition is dropped."""
     B = cfg.batch_size
     noise = torch.randn((B, *shape), generator=generator, device=device)
     t = torch.randint(0, num_timesteps, (B,), generator=generator, device=device)
     drop = torch.rand(B, generator=generator, device=device) < cfg.cond_dropout
-    rows = slice(procs.rank, None, procs.world)
-    return noise[rows], t[rows], drop[rows]
+    return noise, t, drop
 
 
 def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Processes):
@@ -447,7 +452,7 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
         if procs.world > 1 else model
     net = torch.compile(net) if cfg.compile else net
 
-    batches = _batches(len(x0), cfg, procs, step, x0.device)
+    batches = batch_indices(len(x0), cfg, step, rank=procs.rank, world=procs.world, device=x0.device)
     running = torch.zeros((), device=device)
     skipped = torch.zeros((), dtype=torch.long, device=device)
     bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
@@ -456,7 +461,8 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
         idx = next(batches)
         clean = _gather(x0, idx, device)
         c = _gather(cond, idx, device) if cond is not None else None
-        noise, t, drop = _draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, procs, device)
+        rows = slice(procs.rank, None, procs.world)  # this process's rows of the global batch's draws
+        noise, t, drop = (v[rows] for v in step_draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, device))
         with autocast(device, dtype):
             out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
         loss = diffusion_loss(out.float(), clean, noise, t, schedule, model.config.prediction_type, cfg)

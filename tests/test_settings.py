@@ -39,3 +39,19 @@ def test_gpu_mode_is_the_seeds_workload():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="'gpu', 'cpu' or 'quick'"):
         notebook_settings("tpu")
+
+
+@pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
+def test_07s_clips_last_at_least_a_second(mode):
+    """A shorter clip plays as "0:00" in a notebook's audio player."""
+    settings = notebook_settings(mode)
+    assert settings.conditioned_spectrogram.clip_seconds >= 1.0
+    assert settings.conditioned_spectrogram.representation == "magnitude"
+    if mode != "quick":
+        assert settings.spectrogram.clip_seconds >= 1.0
+
+
+def test_quick_mode_respaces_ddpm_and_shortens_07():
+    quick, cpu = notebook_settings("quick"), notebook_settings("cpu")
+    assert cpu.ddpm_steps is None and 1 < quick.ddpm_steps < 1000  # all T timesteps, or a respaced few
+    assert quick.scores_songs < cpu.scores_songs and quick.conditioned_steps < cpu.conditioned_steps

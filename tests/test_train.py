@@ -1,9 +1,11 @@
+from copy import deepcopy
 from dataclasses import replace
 
 import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, pick_device, sample, train
+from musicdiff_nb.train import batch_indices, step_draws
 
 from conftest import TEST_SPEC
 
@@ -157,3 +159,22 @@ def test_min_snr_weighting_learns(demo_clips):
     assert history.loss[-1] < 0.8 * history.loss[0], history.loss
     with pytest.raises(ValueError, match="loss_weighting"):
         TrainConfig(loss_weighting="snr")
+
+
+def test_one_step_by_hand_is_the_first_step_of_train(demo_clips):
+    """What 05_training writes out: train's batch and draws (batch_indices,
+    step_draws), x_t, the x0 loss, backward, clipping, one AdamW step."""
+    model, schedule = tiny(), DDPMSchedule()
+    cfg = TrainConfig(steps=1, batch_size=4, lr=1e-2, seed=3, progress=False)
+    clean = demo_clips[next(batch_indices(len(demo_clips), cfg))]
+    noise, t, _ = step_draws(torch.Generator().manual_seed(cfg.seed), cfg, clean.shape[1:], schedule.num_timesteps)
+    by_hand = deepcopy(model).train()
+    optimizer = torch.optim.AdamW(by_hand.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss = torch.nn.functional.mse_loss(by_hand(schedule.add_noise(clean, noise, t), t), clean)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.grad_clip)
+    optimizer.step()
+    history = train(model, schedule, demo_clips, cfg)
+    assert history.loss == [pytest.approx(loss.item(), rel=1e-6)]
+    torch.testing.assert_close(dict(by_hand.named_parameters()), dict(model.named_parameters()))
+    assert not torch.equal(model.final_layer.deembed.weight, tiny().final_layer.deembed.weight)  # a step was taken
