@@ -110,3 +110,18 @@ def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
          "--json", str(tmp_path / "again.json")])
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["fd"]["features"]["fd"] == pytest.approx(row["fd"]["features"]["fd"], rel=1e-4)
+
+
+def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
+    result = bench(tmp_path, "streaming", "--steps", "3", "--sizes", "1", "2", "--repeats", "1", "--songs", "1",
+                   "--max-clips-per-song", "8", "--batch-size", "4")
+    rows = result["rows"]
+    assert list(rows) == ["streaming 1x", "streaming 2x", "in memory 1x"]
+    assert rows["streaming 2x"]["clips"] == 2 * rows["streaming 1x"]["clips"] == 2 * rows["in memory 1x"]["clips"]
+    assert rows["streaming 2x"]["disk_bytes"] > rows["streaming 1x"]["disk_bytes"] > 0
+    for row in rows.values():
+        assert row["peak_pss_bytes"] > 0 and row["steps_per_s"] > 0 and len(row["runs_steps_per_s"]) == 1
+        assert row["peak_rss_bytes"] > 100 * 2**20  # at least what torch takes to load
+    ratio = rows["streaming 1x"]["steps_per_s"] / rows["in memory 1x"]["steps_per_s"]
+    assert result["steps_per_s_ratio"] == pytest.approx(ratio)
+    assert f"streaming / in memory (1x, median of 1): {ratio:.3f}" in capsys.readouterr().out

@@ -9,7 +9,9 @@ machine, printed as ratios (``python -m musicdiff_nb bench --help``).
 - ``fast-path``: each fast-path choice vs the alternative it replaced;
 - ``quality``: sample quality after the same minutes of training, per
   variant (representation, target, loss weighting, schedule, model, ...) vs
-  the seed's choices.
+  the seed's choices;
+- ``streaming``: training from disk vs from memory: peak resident memory at
+  1x, 4x, 16x the demo set, and steps/s.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from ..model import DiTConfig
 from ..sample import SAMPLERS
 from ..spectrogram import SpectrogramConfig
 from ..train import pick_device
-from . import fast_path, measure, preprocess, quality, sampling, seed_workload, train_step
+from . import fast_path, measure, preprocess, quality, sampling, seed_workload, streaming, train_step
 
 BENCHMARKS = {"train-step": train_step, "preprocess": preprocess, "sampling": sampling,
-              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality}
+              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality, "streaming": streaming}
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -89,6 +91,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--out", default="runs/quality", help="checkpoints, one folder per variant (run again with "
                                                          "more --minutes to continue them)")
 
+    p = sub.add_parser("streaming", parents=[common], help="training from disk vs from memory: peak resident "
+                                                           "memory at 1x, 4x, 16x the demo set, and steps/s")
+    p.add_argument("--preset", default=None, help="DiT preset (default: the notebooks' CPU run's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the notebooks' CPU run's")
+    p.add_argument("--steps", type=int, default=60, help="training steps per run")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(streaming.SIZES),
+                   help="data set sizes in multiples of the demo set (the first also trains in memory)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each path at the first size, alternating")
+    p.add_argument("--songs", type=int, default=None, help="demo songs (default: all 10)")
+    p.add_argument("--max-clips-per-song", type=int, default=None, help="default: every clip")
+
 
 def run(args) -> dict:
     if args.threads:
@@ -109,6 +122,9 @@ def run(args) -> dict:
                               tuple(args.samplers), args.train_steps, args.timesteps, tuple(args.seeds))
     elif args.benchmark == "quality":
         result = quality.run(args.variants, args.minutes, args.out, args.n, args.sample_steps, args.json)
+    elif args.benchmark == "streaming":
+        result = streaming.run(None, args.preset, args.batch_size, args.steps, tuple(args.sizes), args.repeats,
+                               args.threads, args.songs, args.max_clips_per_song)
     elif args.benchmark == "fast-path":
         config, spec = model_and_spectrogram(args.preset)
         result = fast_path.run(device, config, spec, args.batch_size or (64 if gpu else 8), args.repeats)
