@@ -45,7 +45,8 @@ def streams(data, stream: bool | None = None) -> bool:
 
 
 class _Rows(Dataset):
-    """Item ``indices`` (one batch) is (indices, their clips [B, C, F, T])."""
+    """Item ``indices`` (one batch) is (indices, their clips [B, C, F, T],
+    whether they are all finite): checked here, beside training, not in it."""
 
     def __init__(self, ds):
         self.rows = ds.with_format("torch", columns=["spectrogram"])
@@ -54,7 +55,8 @@ class _Rows(Dataset):
         return len(self.rows)
 
     def __getitem__(self, indices: list[int]):
-        return indices, self.rows[indices]["spectrogram"].float()
+        clips = self.rows[indices]["spectrogram"].float()
+        return indices, clips, bool(torch.isfinite(clips).all())
 
 
 def read_batches(ds, batches: Iterable[torch.Tensor], device: torch.device) -> Iterator:
@@ -63,8 +65,8 @@ def read_batches(ds, batches: Iterable[torch.Tensor], device: torch.device) -> I
     training, into pinned memory when ``device`` is a GPU."""
     loader = DataLoader(_Rows(ds), sampler=(idx.tolist() for idx in batches), batch_size=None,
                         num_workers=LOADER_WORKERS, pin_memory=device.type == "cuda")
-    for indices, clips in loader:
-        if not torch.isfinite(clips).all():  # the in-memory path checks every clip before training
+    for indices, clips, finite in loader:
+        if not finite:  # the in-memory path checks every clip before training
             raise ValueError(f"the data's clips {indices} contain NaN or inf values: check the audio files they "
                              "were made from")
         yield torch.tensor(indices), clips.to(device, non_blocking=True)
