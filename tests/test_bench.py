@@ -120,8 +120,9 @@ def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
     assert rows["streaming 2x"]["clips"] == 2 * rows["streaming 1x"]["clips"] == 2 * rows["in memory 1x"]["clips"]
     assert rows["streaming 2x"]["disk_bytes"] > rows["streaming 1x"]["disk_bytes"] > 0
     for row in rows.values():
-        assert row["peak_pss_bytes"] > 0 and row["steps_per_s"] > 0 and len(row["runs_steps_per_s"]) == 1
+        assert row["steps_per_s"] > 0 and len(row["runs_steps_per_s"]) == 1
         assert row["peak_rss_bytes"] > 100 * 2**20  # at least what torch takes to load
+        assert row["peak_anonymous_pss_bytes"] > 0 and row["peak_file_pss_bytes"] > 0
     ratio = rows["streaming 1x"]["steps_per_s"] / rows["in memory 1x"]["steps_per_s"]
     assert result["steps_per_s_ratio"] == pytest.approx(ratio)
     assert f"streaming / in memory (1x, median of 1): {ratio:.3f}" in capsys.readouterr().out

@@ -4,22 +4,22 @@ from memory: peak resident memory as the data set grows, and steps/s.
 Data sets of 1x, 4x, 16x the demo set's clips (its real music, repeated) are
 written as Arrow files to a temporary folder row by row, so that no size is
 ever held in memory whole. Every run trains in a fresh Python process, so
-the peak resident memory it reports (the OS's high-water mark,
-``ru_maxrss``) is that run's own; with it, the largest proportional set size
-(PSS: shared pages split between the processes that share them) of the
+the figures are that run's own: the peak resident memory of the training
+process (the OS's high-water mark, ``VmHWM``), and the largest proportional
+set size (PSS: a page shared by n processes counts 1/n in each) of the
 training process and its loader workers together, sampled at every loss
-check (outside the timed steps). The in-memory
-path runs at 1x; its steps/s are the reference of the streaming path's, the
-two paths alternating over ``repeats`` rounds (medians reported).
-
-Resident memory counts the pages of the memory-mapped cache a process has
-read; the OS can drop those at any time, unlike the in-memory path's copy.
+check (outside the timed steps), in two parts (Linux's ``smaps_rollup``):
+anonymous memory (the heap, the tensors, the shared memory that carries
+batches between the processes: what cannot be given back while the run
+lives) and the file pages of the memory-mapped cache that were read (the OS
+reclaims them when memory runs short). The in-memory path runs at 1x; its
+steps/s are the reference of the streaming path's, the two paths
+alternating over ``repeats`` rounds (medians reported).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -87,7 +87,7 @@ def train_in_process(files: list[str], stream: bool, preset: str, batch_size: in
     def on_log(step, *_):
         now = time.perf_counter()
         logged.append((step, now - paused[0]))
-        pss.append(proportional_set_size())
+        pss.append(proportional_set_sizes())
         paused[0] += time.perf_counter() - now
 
     log_every = max(1, steps // 10)
@@ -98,22 +98,31 @@ def train_in_process(files: list[str], stream: bool, preset: str, batch_size: in
     (first_step, first_time), (last_step, last_time) = logged[0], logged[-1]
     return {"clips": len(ds), "seconds": time.perf_counter() - start - paused[0],
             "steps_per_s": (last_step - first_step) / (last_time - first_time),
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "peak_pss_bytes": max(pss)}
+            "peak_rss_bytes": _status_kib("VmHWM") * 1024,
+            "peak_anonymous_pss_bytes": max(p["anonymous"] for p in pss),
+            "peak_file_pss_bytes": max(p["file"] for p in pss)}
 
 
-def proportional_set_size() -> int:
-    """Bytes: the PSS of this process and its children (the loader's workers)
-    together; their summed RSS where the OS reports no PSS."""
+def _status_kib(field: str, path: str = "/proc/self/status") -> int:
+    with open(path) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def proportional_set_sizes() -> dict[str, int]:
+    """Bytes of PSS of this process and its children (the loader's workers)
+    together: ``anonymous`` (with shared memory) and ``file`` (mapped files)."""
     if psutil is None:
-        return 0
-    me, total = psutil.Process(), 0
+        raise RuntimeError("bench streaming counts the memory of the loader's worker processes with psutil: "
+                           "pip install psutil")
+    me, total = psutil.Process(), {"anonymous": 0, "file": 0}
     for process in [me, *me.children(recursive=True)]:
         try:
-            info = process.memory_full_info()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            rollup = f"/proc/{process.pid}/smaps_rollup"
+            anonymous = _status_kib("Pss_Anon", rollup) + _status_kib("Pss_Shmem", rollup)
+            total["file"] += _status_kib("Pss_File", rollup) * 1024
+            total["anonymous"] += anonymous * 1024
+        except (FileNotFoundError, ProcessLookupError):  # a worker that has just exited
             continue
-        total += getattr(info, "pss", info.rss)
     return total
 
 
@@ -148,8 +157,8 @@ def run(spec: SpectrogramConfig | None = None, preset: str | None = None, batch_
         rows[name] = {"size": times, "clips": results[0]["clips"], "disk_bytes": disk[times],
                       "steps_per_s": statistics.median(r["steps_per_s"] for r in results),
                       "runs_steps_per_s": [r["steps_per_s"] for r in results],
-                      "peak_rss_bytes": max(r["peak_rss_bytes"] for r in results),
-                      "peak_pss_bytes": max(r["peak_pss_bytes"] for r in results)}
+                      **{key: max(r[key] for r in results)
+                         for key in ("peak_rss_bytes", "peak_anonymous_pss_bytes", "peak_file_pss_bytes")}}
     streamed, in_memory = rows[f"streaming {sizes[0]}x"], rows[f"in memory {sizes[0]}x"]
     return {"benchmark": "streaming", "spectrogram": spec.shape, "preset": preset, "batch_size": batch_size,
             "steps": steps, "repeats": repeats, "rows": rows,
@@ -162,8 +171,9 @@ def report(result: dict) -> str:
              "a CPU, each run in a fresh process"]
     for name, row in result["rows"].items():
         lines.append(f"  {name:15s} {row['clips']:6d} clips ({measure.gib(row['disk_bytes'])} on disk): peak RSS "
-                     f"{measure.gib(row['peak_rss_bytes'])}, peak PSS with its loader workers "
-                     f"{measure.gib(row['peak_pss_bytes'])}; {row['steps_per_s']:.3g} steps/s")
+                     f"{measure.gib(row['peak_rss_bytes'])}; with its loader workers, peak PSS anonymous "
+                     f"{measure.gib(row['peak_anonymous_pss_bytes'])}, cache file pages "
+                     f"{measure.gib(row['peak_file_pss_bytes'])}; {row['steps_per_s']:.3g} steps/s")
     lines.append(f"  steps/s streaming / in memory ({min(r['size'] for r in result['rows'].values())}x, median of "
                  f"{result['repeats']}): {result['steps_per_s_ratio']:.3f}")
     return "\n".join(lines)
