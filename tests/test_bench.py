@@ -126,3 +126,5 @@ def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
     ratio = rows["streaming 1x"]["steps_per_s"] / rows["in memory 1x"]["steps_per_s"]
     assert result["steps_per_s_ratio"] == pytest.approx(ratio)
     assert f"streaming / in memory (1x, median of 1): {ratio:.3f}" in capsys.readouterr().out
+    cpu = rows["streaming 1x"]["cpu_seconds_per_step"] / rows["in memory 1x"]["cpu_seconds_per_step"]
+    assert rows["in memory 1x"]["cpu_seconds_per_step"] > 0 and result["cpu_per_step_ratio"] == pytest.approx(cpu)

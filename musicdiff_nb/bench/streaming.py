@@ -14,7 +14,10 @@ batches between the processes: what cannot be given back while the run
 lives) and the file pages of the memory-mapped cache that were read (the OS
 reclaims them when memory runs short). The in-memory path runs at 1x; its
 steps/s are the reference of the streaming path's, the two paths
-alternating over ``repeats`` rounds (medians reported).
+alternating over ``repeats`` rounds (medians reported). On a busy machine
+steps/s follow the load, so the CPU seconds per step of the training
+process and its workers together are reported too: the work each path
+costs, whatever else runs.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def train_in_process(files: list[str], stream: bool, preset: str, batch_size: in
 
     def on_log(step, *_):
         now = time.perf_counter()
-        logged.append((step, now - paused[0]))
+        logged.append((step, now - paused[0], cpu_seconds()))
         pss.append(proportional_set_sizes())
         paused[0] += time.perf_counter() - now
 
@@ -95,12 +98,25 @@ def train_in_process(files: list[str], stream: bool, preset: str, batch_size: in
                       device="cpu", stream=stream, progress=False)
     start = time.perf_counter()
     train(model, DDPMSchedule(), ds, cfg, callback=on_log)
-    (first_step, first_time), (last_step, last_time) = logged[0], logged[-1]
+    (first_step, first_time, first_cpu), (last_step, last_time, last_cpu) = logged[0], logged[-1]
     return {"clips": len(ds), "seconds": time.perf_counter() - start - paused[0],
             "steps_per_s": (last_step - first_step) / (last_time - first_time),
+            "cpu_seconds_per_step": (last_cpu - first_cpu) / (last_step - first_step),
             "peak_rss_bytes": _status_kib("VmHWM") * 1024,
             "peak_anonymous_pss_bytes": max(p["anonymous"] for p in pss),
             "peak_file_pss_bytes": max(p["file"] for p in pss)}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process and its living children so far."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for process in me.children(recursive=True):
+        try:
+            total += sum(process.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def _status_kib(field: str, path: str = "/proc/self/status") -> int:
@@ -157,12 +173,14 @@ def run(spec: SpectrogramConfig | None = None, preset: str | None = None, batch_
         rows[name] = {"size": times, "clips": results[0]["clips"], "disk_bytes": disk[times],
                       "steps_per_s": statistics.median(r["steps_per_s"] for r in results),
                       "runs_steps_per_s": [r["steps_per_s"] for r in results],
+                      "cpu_seconds_per_step": statistics.median(r["cpu_seconds_per_step"] for r in results),
                       **{key: max(r[key] for r in results)
                          for key in ("peak_rss_bytes", "peak_anonymous_pss_bytes", "peak_file_pss_bytes")}}
     streamed, in_memory = rows[f"streaming {sizes[0]}x"], rows[f"in memory {sizes[0]}x"]
     return {"benchmark": "streaming", "spectrogram": spec.shape, "preset": preset, "batch_size": batch_size,
             "steps": steps, "repeats": repeats, "rows": rows,
-            "steps_per_s_ratio": streamed["steps_per_s"] / in_memory["steps_per_s"]}
+            "steps_per_s_ratio": streamed["steps_per_s"] / in_memory["steps_per_s"],
+            "cpu_per_step_ratio": streamed["cpu_seconds_per_step"] / in_memory["cpu_seconds_per_step"]}
 
 
 def report(result: dict) -> str:
@@ -173,9 +191,12 @@ def report(result: dict) -> str:
         lines.append(f"  {name:15s} {row['clips']:6d} clips ({measure.gib(row['disk_bytes'])} on disk): peak RSS "
                      f"{measure.gib(row['peak_rss_bytes'])}; with its loader workers, peak PSS anonymous "
                      f"{measure.gib(row['peak_anonymous_pss_bytes'])}, cache file pages "
-                     f"{measure.gib(row['peak_file_pss_bytes'])}; {row['steps_per_s']:.3g} steps/s")
+                     f"{measure.gib(row['peak_file_pss_bytes'])}; {row['steps_per_s']:.3g} steps/s "
+                     f"({', '.join(f'{x:.3g}' for x in row['runs_steps_per_s'])}), "
+                     f"{row['cpu_seconds_per_step']:.3g} CPU s/step")
     lines.append(f"  steps/s streaming / in memory ({min(r['size'] for r in result['rows'].values())}x, median of "
-                 f"{result['repeats']}): {result['steps_per_s_ratio']:.3f}")
+                 f"{result['repeats']}): {result['steps_per_s_ratio']:.3f}; CPU seconds per step streaming / in "
+                 f"memory: {result['cpu_per_step_ratio']:.3f}")
     return "\n".join(lines)
 
 
