@@ -96,7 +96,7 @@ def train(args):
                       ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile,
                       loss_weighting=args.loss_weighting, precision=args.precision,
-                      time_limit=60 * args.minutes if args.minutes else None)
+                      time_limit=60 * args.minutes if args.minutes else None, stream=args.stream)
     pick_device(args.device)
     check_writable_folder(args.out)
     conditioned = args.conditional or args.text
@@ -195,6 +195,9 @@ def main(argv=None):
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--precision", default=PRECISION_DEFAULTS["train"], choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="read the clips from the cache on disk, batch by batch, instead of holding them in memory "
+                        "(default: when they take more than half of the available RAM)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo")

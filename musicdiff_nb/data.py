@@ -463,6 +463,13 @@ def spectrograms(ds: datasets.Dataset) -> torch.Tensor:
     return ds.with_format("torch", columns=["spectrogram"])[:]["spectrogram"]
 
 
+def condition_vectors(ds: datasets.Dataset) -> torch.Tensor:
+    """[N, D]: the dataset's ``cond`` column, else its multi-hot labels."""
+    if "cond" in ds.features:
+        return ds.with_format("torch", columns=["cond"])[:]["cond"].float()
+    return multi_hot(ds)
+
+
 def training_tensors(data, conditional: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(clips [N, C, F, T], condition vectors [N, D] or None) from a tensor, a
     (clips, cond) pair, or a dataset (whose ``cond`` column, else multi-hot
@@ -473,10 +480,6 @@ def training_tensors(data, conditional: bool = False) -> tuple[torch.Tensor, tor
         return data[0].float(), (data[1].float() if conditional else None)
     import datasets
     if isinstance(data, datasets.Dataset):
-        cond = None
-        if conditional:
-            cond = (data.with_format("torch", columns=["cond"])[:]["cond"].float() if "cond" in data.features
-                    else multi_hot(data))
-        return spectrograms(data).float(), cond
+        return spectrograms(data).float(), condition_vectors(data) if conditional else None
     raise TypeError(f"cannot train on {type(data).__name__}: pass a tensor [N, C, F, T], a (clips, cond) pair, "
                     "or a dataset from load_music_dataset")

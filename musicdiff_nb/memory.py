@@ -1,9 +1,11 @@
 """How much GPU memory a training run needs, estimated before it starts, so
 that a run that cannot fit is refused with what to lower instead of failing
-with an out-of-memory error after minutes of loading."""
+with an out-of-memory error after minutes of loading; and how much host
+memory is available to hold the clips."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -100,3 +102,13 @@ def check_fits(estimate: MemoryEstimate, device: torch.device) -> int:
                          f"size (the spectrogram's frames or n_fft) or the model preset{hint}; or free the GPU's "
                          "memory (other processes, other notebooks: nvidia-smi)")
     return free - estimate.total
+
+
+def available_host_memory() -> int:
+    """Bytes of RAM that new allocations can take without swapping (what the
+    OS counts as available: free memory and reclaimable caches)."""
+    try:
+        import psutil
+        return psutil.virtual_memory().available
+    except ImportError:  # psutil is not a dependency; without it, count only the free pages
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

@@ -8,6 +8,10 @@ timesteps, condition dropout) from one generator whose state is checkpointed,
 so a resumed run repeats the uninterrupted one. The draws are made for the
 global batch and each process takes its rows, so N processes compute what
 one process would with the same global batch.
+
+The clips are held in memory as one tensor (on the GPU when they fit) or,
+when they do not fit in RAM, read batch by batch from the dataset's cache on
+disk (streaming.py); both paths train on the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
-from .data import training_tensors
+from .data import condition_vectors, training_tensors
 from .files import check_writable_folder, read_checkpoint, write_checkpoint
 from .memory import MemoryEstimate, check_fits, estimate_training_memory
 from .model import DiT, DiTConfig
 from .precision import PRECISIONS, autocast, autocast_dtype
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig
+from .streaming import read_batches, streams
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 # settings a resumed run must share with its checkpoint: they fix the data
@@ -55,7 +60,10 @@ class TrainConfig:
     on a CPU). ``loss_weighting="min_snr"`` weights each sample's MSE by min-SNR-gamma
     (``DDPMSchedule.min_snr_weight``); ``"none"`` is plain MSE. Checkpoints go to
     ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end; with
-    ``resume`` a run finds its checkpoint there and continues."""
+    ``resume`` a run finds its checkpoint there and continues. ``stream``:
+    True reads a dataset's clips from its cache on disk batch by batch, False
+    holds them all in memory, None (default) streams only when they take more
+    than half of the available RAM (see ``streams``)."""
 
     steps: int = 2000
     epochs: float | None = None
@@ -76,6 +84,7 @@ class TrainConfig:
     out_dir: str | None = None
     resume: bool = True
     compile: bool = False
+    stream: bool | None = None
     progress: bool = True
 
     def __post_init__(self):
@@ -95,6 +104,9 @@ class TrainConfig:
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
                              f"log_every={self.log_every}, so that every checkpoint follows a loss check")
+        if not (self.stream is None or isinstance(self.stream, bool)):
+            raise ValueError(f"stream={self.stream!r}: use True (read the clips from disk), False (hold them in "
+                             "memory) or None (decide from their size)")
         if not 0 <= self.cond_dropout < 1 or not 0 <= self.ema_decay < 1:
             raise ValueError("cond_dropout and ema_decay must lie in [0, 1)")
 
@@ -331,19 +343,30 @@ def step_draws(generator: torch.Generator, cfg: TrainConfig, shape, num_timestep
     return noise, t, drop
 
 
-def _check_data(x0: torch.Tensor, cond, model: DiT, cfg: TrainConfig, procs: _Processes):
+def _training_data(data, cfg: TrainConfig, conditional: bool):
+    """(clips, condition vectors or None): the clips as one tensor in memory,
+    or the dataset itself when they are streamed from disk (the condition
+    vectors, a few numbers per clip, stay in memory either way)."""
+    if streams(data, cfg.stream):
+        return data, condition_vectors(data) if conditional else None
+    return training_tensors(data, conditional)
+
+
+def _check_data(clips, cond, model: DiT, cfg: TrainConfig, procs: _Processes):
+    in_memory = isinstance(clips, torch.Tensor)
+    shape = tuple(clips.shape) if in_memory else (len(clips), *clips.features["spectrogram"].shape)
     expected = (model.config.in_channels, *model.config.input_size)
-    if x0.ndim != 4 or tuple(x0.shape[1:]) != expected:
-        raise ValueError(f"the data's clips have shape {tuple(x0.shape[1:])} but the model expects {expected}: "
-                         f"build it with DiTConfig(..., in_channels={x0.shape[1]}, input_size={tuple(x0.shape[2:])})")
+    if len(shape) != 4 or shape[1:] != expected:
+        raise ValueError(f"the data's clips have shape {shape[1:]} but the model expects {expected}: "
+                         f"build it with DiTConfig(..., in_channels={shape[1]}, input_size={shape[2:]})")
     if cfg.batch_size % procs.world:
         raise ValueError(f"batch_size={cfg.batch_size} does not divide over {procs.world} processes")
-    if len(x0) < cfg.batch_size:
-        raise ValueError(f"the data has {len(x0)} clips, fewer than batch_size={cfg.batch_size}: "
+    if len(clips) < cfg.batch_size:
+        raise ValueError(f"the data has {len(clips)} clips, fewer than batch_size={cfg.batch_size}: "
                          "lower batch_size or load more clips")
-    if not torch.isfinite(x0).all():
+    if in_memory and not torch.isfinite(clips).all():  # streamed clips are checked batch by batch
         raise ValueError("the data contains NaN or inf values: check the audio files it was made from")
-    if model.config.cond_dim and cond is not None and cond.shape != (len(x0), model.config.cond_dim):
+    if model.config.cond_dim and cond is not None and cond.shape != (len(clips), model.config.cond_dim):
         raise ValueError(f"condition vectors of shape {tuple(cond.shape)} do not fit the model's "
                          f"cond_dim={model.config.cond_dim}")
 
@@ -387,6 +410,18 @@ def _gather(data: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torc
     return rows if rows.device == device else rows.pin_memory().to(device, non_blocking=True)
 
 
+def _clip_batches(clips, cfg: TrainConfig, procs: _Processes, start_step: int, device: torch.device):
+    """(indices, clips on ``device``) of each step from ``start_step`` on:
+    gathered from the tensor in memory, or read from the dataset on disk."""
+    on = clips.device if isinstance(clips, torch.Tensor) else torch.device("cpu")
+    indices = batch_indices(len(clips), cfg, start_step, rank=procs.rank, world=procs.world, device=on)
+    if isinstance(clips, torch.Tensor):
+        for idx in indices:
+            yield idx, _gather(clips, idx, device)
+    else:
+        yield from read_batches(clips, indices, device)
+
+
 def _scaled_step(optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
     """The fp16 optimizer step through the loss scaler; True (on the device,
     read at the next loss check) when it was skipped for inf/NaN gradients."""
@@ -412,19 +447,24 @@ def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConf
         state = check_resume(cfg, model.config, schedule)
         if cfg.out_dir:
             check_writable_folder(cfg.out_dir)
-        x0, cond = training_tensors(data, conditional=bool(model.config.cond_dim))
-        _check_data(x0, cond, model, cfg, procs)
+        clips, cond = _training_data(data, cfg, conditional=bool(model.config.cond_dim))
+        _check_data(clips, cond, model, cfg, procs)
         device = pick_device(cfg.device, procs.local_rank)
-        history = _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback)
+        history = _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, callback)
         finished = True
         return history
     finally:
         procs.close(finished)
 
 
-def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callback) -> History:
+def _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, callback) -> History:
     dtype = autocast_dtype(device, cfg.precision)
-    x0, cond = _place(x0, cond, device, estimate_training_memory(model, cfg.batch_size // procs.world, dtype))
+    needed = estimate_training_memory(model, cfg.batch_size // procs.world, dtype)
+    if isinstance(clips, torch.Tensor):
+        clips, cond = _place(clips, cond, device, needed)
+    elif device.type == "cuda":
+        check_fits(needed, device)
+    num_clips = len(clips)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -434,13 +474,13 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bf16 has fp32's range: no scaling
-    per_epoch = len(x0) // cfg.batch_size
+    per_epoch = num_clips // cfg.batch_size
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs is not None else cfg.steps
 
     step, history = 0, History(device=str(device))
     path = cfg.checkpoint_path
     if state is not None:
-        step, history = _restore(state, path, model, ema, optimizer, generator, scaler, len(x0))
+        step, history = _restore(state, path, model, ema, optimizer, generator, scaler, num_clips)
         history.device = str(device)
         if cfg.time_limit is not None and history.seconds >= cfg.time_limit:
             total = step  # its time budget is spent: nothing more to train
@@ -452,14 +492,13 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
         if procs.world > 1 else model
     net = torch.compile(net) if cfg.compile else net
 
-    batches = batch_indices(len(x0), cfg, step, rank=procs.rank, world=procs.world, device=x0.device)
+    batches = _clip_batches(clips, cfg, procs, step, device)
     running = torch.zeros((), device=device)
     skipped = torch.zeros((), dtype=torch.long, device=device)
     bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
     started = time.perf_counter()
     while step < total:
-        idx = next(batches)
-        clean = _gather(x0, idx, device)
+        idx, clean = next(batches)
         c = _gather(cond, idx, device) if cond is not None else None
         rows = slice(procs.rank, None, procs.world)  # this process's rows of the global batch's draws
         noise, t, drop = (v[rows] for v in step_draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, device))
@@ -505,7 +544,8 @@ def _train(model, schedule, x0, cond, cfg, procs, device, state, metadata, callb
                     raise _diverged("the weights became NaN or inf", last_logged, step, path)
                 if is_main_process():
                     save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history,
-                                        metadata, len(x0), scaler)
+                                        metadata, num_clips, scaler)
+    batches.close()  # ends the loader's worker processes, if any
     bar.close()
     model.eval()
     history.ema = ema.module.eval()

@@ -132,3 +132,21 @@ def test_minutes_to_threshold_is_the_first_mark_at_or_below_it():
 
     rows = [{"minutes": 2, "fd": 0.5}, {"minutes": 5, "fd": 0.3}, {"minutes": 10, "fd": 0.2}]
     assert minutes_to(rows, 0.3) == 5 and minutes_to(rows, 0.6) == 2 and minutes_to(rows, 0.1) is None
+
+
+def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
+    result = bench(tmp_path, "streaming", "--steps", "3", "--sizes", "1", "2", "--repeats", "1", "--songs", "1",
+                   "--max-clips-per-song", "8", "--batch-size", "4")
+    rows = result["rows"]
+    assert list(rows) == ["streaming 1x", "streaming 2x", "in memory 1x"]
+    assert rows["streaming 2x"]["clips"] == 2 * rows["streaming 1x"]["clips"] == 2 * rows["in memory 1x"]["clips"]
+    assert rows["streaming 2x"]["disk_bytes"] > rows["streaming 1x"]["disk_bytes"] > 0
+    for row in rows.values():
+        assert row["steps_per_s"] > 0 and len(row["runs_steps_per_s"]) == 1
+        assert row["peak_rss_bytes"] > 100 * 2**20  # at least what torch takes to load
+        assert row["peak_anonymous_pss_bytes"] > 0 and row["peak_file_pss_bytes"] > 0
+    ratio = rows["streaming 1x"]["steps_per_s"] / rows["in memory 1x"]["steps_per_s"]
+    assert result["steps_per_s_ratio"] == pytest.approx(ratio)
+    assert f"streaming / in memory (1x, median of 1): {ratio:.3f}" in capsys.readouterr().out
+    cpu = rows["streaming 1x"]["cpu_seconds_per_step"] / rows["in memory 1x"]["cpu_seconds_per_step"]
+    assert rows["in memory 1x"]["cpu_seconds_per_step"] > 0 and result["cpu_per_step_ratio"] == pytest.approx(cpu)

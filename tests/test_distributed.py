@@ -89,6 +89,17 @@ def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path):
     assert result.stdout.count("training tiny") == 1 and result.stdout.count("done: 6 steps") == 1
 
 
+@pytest.mark.slow
+def test_two_processes_streaming_their_shards_from_disk_train_what_one_does_in_memory(tmp_path):
+    single, double, hooks, writes = (tmp_path / name for name in ("single", "double", "hooks", "writes"))
+    hooks.mkdir()
+    writes.mkdir()
+    main([*TRAIN, "--no-stream", "--out", str(single)])
+    result = torchrun([*TRAIN, "--stream"], double, hooks, writes)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_same_six_steps(single / "last.pt", double / "last.pt")
+
+
 def with_steps(steps: int) -> list[str]:
     args = list(TRAIN)
     args[args.index("--steps") + 1] = str(steps)

@@ -12,6 +12,8 @@ machine, printed as ratios (``python -m musicdiff_nb bench --help``).
   the seed's choices;
 - ``profile``: where a training step's time goes, by kind of operator,
   eager vs compiled;
+- ``streaming``: training from disk vs from memory: peak resident memory at
+  1x, 4x, 16x the demo set, and steps/s;
 - ``time-to-quality``: minutes of training to a quality threshold, our CPU
   defaults vs a diffusers training pipeline.
 """
@@ -28,10 +30,21 @@ from ..model import DiTConfig
 from ..sample import SAMPLERS
 from ..spectrogram import SpectrogramConfig
 from ..train import pick_device
-from . import fast_path, measure, preprocess, profile, quality, sampling, seed_workload, time_to_quality, train_step
+from . import (
+    fast_path,
+    measure,
+    preprocess,
+    profile,
+    quality,
+    sampling,
+    seed_workload,
+    streaming,
+    time_to_quality,
+    train_step,
+)
 
 BENCHMARKS = {"train-step": train_step, "preprocess": preprocess, "sampling": sampling,
-              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality,
+              "seed-workload": seed_workload, "fast-path": fast_path, "quality": quality, "streaming": streaming,
               "time-to-quality": time_to_quality, "profile": profile}
 
 
@@ -94,6 +107,17 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--out", default="runs/quality", help="checkpoints, one folder per variant (run again with "
                                                          "more --minutes to continue them)")
 
+    p = sub.add_parser("streaming", parents=[common], help="training from disk vs from memory: peak resident "
+                                                           "memory at 1x, 4x, 16x the demo set, and steps/s")
+    p.add_argument("--preset", default=None, help="DiT preset (default: the notebooks' CPU run's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the notebooks' CPU run's")
+    p.add_argument("--steps", type=int, default=60, help="training steps per run")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(streaming.SIZES),
+                   help="data set sizes in multiples of the demo set (the first also trains in memory)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each path at the first size, alternating")
+    p.add_argument("--songs", type=int, default=None, help="demo songs (default: all 10)")
+    p.add_argument("--max-clips-per-song", type=int, default=None, help="default: every clip")
+
 
     p = sub.add_parser("profile", parents=[common], help="where a training step's time goes (torch.profiler)")
     p.add_argument("--preset", default="seed", help="DiT preset")
@@ -136,6 +160,9 @@ def run(args) -> dict:
     elif args.benchmark == "time-to-quality":
         result = time_to_quality.run(tuple(args.minutes), args.threshold, args.n, args.sample_steps,
                                      args.threads_each, args.out)
+    elif args.benchmark == "streaming":
+        result = streaming.run(None, args.preset, args.batch_size, args.steps, tuple(args.sizes), args.repeats,
+                               args.threads, args.songs, args.max_clips_per_song)
     elif args.benchmark == "fast-path":
         config, spec = model_and_spectrogram(args.preset)
         result = fast_path.run(device, config, spec, args.batch_size or (64 if gpu else 8), args.repeats)
