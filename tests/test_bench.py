@@ -134,6 +134,17 @@ def test_minutes_to_threshold_is_the_first_mark_at_or_below_it():
     assert minutes_to(rows, 0.3) == 5 and minutes_to(rows, 0.6) == 2 and minutes_to(rows, 0.1) is None
 
 
+def test_speedup_to_the_threshold_is_a_lower_bound_when_the_peer_never_reaches_it():
+    from musicdiff_nb.bench.time_to_quality import speedup
+
+    def result(ours, peer):
+        return {"marks": (2, 5, 20), "contenders": {"ours": {"minutes_to_threshold": ours},
+                                                    "diffusers": {"minutes_to_threshold": peer}}}
+    assert speedup(result(5, 20)) == {"speedup": 4.0, "speedup_is_lower_bound": False}
+    assert speedup(result(5, None)) == {"speedup": 4.0, "speedup_is_lower_bound": True}
+    assert speedup(result(None, 5))["speedup"] is None
+
+
 def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
     result = bench(tmp_path, "streaming", "--steps", "3", "--sizes", "1", "2", "--repeats", "1", "--songs", "1",
                    "--max-clips-per-song", "8", "--batch-size", "4")

@@ -1,6 +1,7 @@
 """The notebooks as files: committed without outputs, each opening the same
 way, each cell short. (Running them is nbmake's job: ``pytest --nbmake notebooks``.)"""
 
+import json
 import re
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def test_committed_without_outputs(name):
     for cell in code_cells(nb):
         assert cell.outputs == [] and cell.execution_count is None, f"{name}: strip the outputs before committing"
     assert "widgets" not in nb.metadata, f"{name}: saved widget state; strip the outputs before committing"
+    ids = [cell.get("id") for cell in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), f"{name}: every cell needs its own id"
 
 
 @pytest.mark.parametrize("name", SERIES)
