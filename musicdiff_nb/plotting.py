@@ -91,12 +91,24 @@ def explorer(render, **controls) -> widgets.VBox:
             item.suptitle(STILL_TITLE, fontsize=9, color="0.4")
             display(item)
 
-    def show(**values):
-        for item in render(**values):
-            display(item)
+    output = widgets.Output()
 
-    output = widgets.interactive_output(show, controls)
+    def redraw(_=None):
+        output.outputs = ()
+        for item in render(**{name: control.value for name, control in controls.items()}):
+            _show(output, item)
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
     return widgets.VBox([widgets.HBox(list(controls.values())), output])
+
+
+def _show(output: widgets.Output, item):
+    """Add ``item`` to ``output``'s state. Not ``with output: display(item)``:
+    capturing a cell's output into the widget makes a notebook run headless
+    (nbclient, nbmake) stall until the cell's timeout every few runs."""
+    output.append_display_data(item)
 
 
 # -- spectrograms (every notebook) ----------------------------------------------

@@ -38,6 +38,7 @@ def shown(monkeypatch):
         return Handle() if display_id else None
 
     monkeypatch.setattr(plotting, "display", display)
+    monkeypatch.setattr(plotting, "_show", lambda output, item: items.append(item))
     return items
 
 
@@ -292,3 +293,14 @@ def test_loss_within_a_decade_reads_in_plain_numbers():
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
     assert {"0.3", "0.4", "0.5"} <= set(labels) and ax.get_xlim()[0] == 0
+
+
+def test_explorer_draws_into_the_widget_state_and_follows_its_control():
+    """Without capturing output (see plotting._show): the Output's state holds the view."""
+    import ipywidgets as widgets
+
+    slider = widgets.IntSlider(value=1, min=0, max=3)
+    output = plotting.explorer(lambda n: iter([f"n = {n}"]), n=slider).children[1]
+    assert [o["data"]["text/plain"] for o in output.outputs] == ["'n = 1'"]
+    slider.value = 2
+    assert [o["data"]["text/plain"] for o in output.outputs] == ["'n = 2'"]
