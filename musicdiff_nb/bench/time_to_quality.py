@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from ..data import SPLIT, spectrograms
 from ..files import atomic_write
 from ..model import DiT, DiTConfig
-from ..quality import build_reference, score
-from ..sample import sample
+from ..quality import build_reference, evaluate, score
 from ..schedule import DDPMSchedule
 from ..settings import notebook_settings
 from ..train import load_checkpoint, train
@@ -152,20 +151,18 @@ def train_contender(name: str, mode: str, marks: tuple[float, ...], out_dir: str
     (train_ours if name == "ours" else train_peer)(settings, clips, marks, Path(out_dir))
 
 
-def generated(settings, name: str, path: Path, schedule: DDPMSchedule, n: int, steps: int) -> tuple[torch.Tensor, dict]:
-    """``n`` clips from a contender's weights saved at a mark, and what the mark recorded."""
+def scored_mark(settings, name: str, path: Path, reference, n: int, steps: int) -> tuple:
+    """The quality report of ``n`` clips from a contender's weights saved at
+    a mark (ours through ``quality.evaluate``, the peer through its own
+    sampler), and what the mark recorded."""
     saved = torch.load(path, weights_only=True)
     config = settings.model_config()
     model = (DiT if name == "ours" else diffusers_dit)(config)
     model.load_state_dict(saved["weights"])
     model.eval()
     if name == "ours":
-        generator = torch.Generator().manual_seed(0)
-        clips = torch.cat([sample(model, schedule, min(64, n - i), steps=steps, generator=generator)
-                           for i in range(0, n, 64)])
-    else:
-        clips = peer_samples(model, config, saved["range"], n, steps)
-    return clips, saved
+        return evaluate(model, DDPMSchedule(), reference, n, steps=steps), saved
+    return score(reference, peer_samples(model, config, saved["range"], n, steps), config.patch_size), saved
 
 
 def minutes_to(rows: list[dict], threshold: float) -> float | None:
@@ -189,14 +186,12 @@ def run(marks: tuple[float, ...] = (2, 5, 10, 20), threshold: float = 0.3, n: in
         raise RuntimeError(f"training of {failed} failed (see its traceback above)")
     settings = notebook_settings(mode)
     reference = build_reference("demo", settings.training_spectrogram, **SPLIT)
-    schedule = DDPMSchedule()
     result = {"benchmark": "time-to-quality", "mode": mode, "threads_each": threads, "marks": marks,
               "threshold": threshold, "n": n, "sample_steps": steps, "contenders": {}}
     for name in CONTENDERS:
         rows = []
         for minutes in marks:
-            clips, saved = generated(settings, name, mark_path(Path(out_dir), name, minutes), schedule, n, steps)
-            report = score(reference, clips, settings.model_config().patch_size)
+            report, saved = scored_mark(settings, name, mark_path(Path(out_dir), name, minutes), reference, n, steps)
             rows.append({"minutes": minutes, "steps": saved["step"], "seconds": saved["seconds"],
                          "fd": report.fd["features"]["normalised"], "fd_judge": report.fd["judge"]["normalised"]})
         result["contenders"][name] = {"rows": rows, "minutes_to_threshold": minutes_to(rows, threshold)}
