@@ -1,84 +1,150 @@
 """Command line: ``python -m musicdiff_nb {prepare,train,sample,bench} --help``.
 
-The defaults train the tiny preset on the demo set in a few minutes on a
-laptop CPU:
+The defaults train the tiny DiT on the demo set in a few minutes on a laptop
+CPU (the run ``RunConfig()`` declares); every field of the run is an option:
 
     python -m musicdiff_nb train --out runs/demo
     python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --out runs/demo/samples
+    python -m musicdiff_nb train --print-config > run.yaml   # edit, then
+    python -m musicdiff_nb train --config run.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import sys
-from dataclasses import asdict
+import typing
 from pathlib import Path
 
 import torch
 
 from . import bench
-from .conditioning import label_conditioning, text_conditioning, with_condition
-from .data import SPLIT, label_names, load_music_dataset
+from .checkpoint import check_resume, load_checkpoint
+from .conditioning import with_condition
+from .config import CONDITIONINGS, LOSS_WEIGHTINGS, SAMPLERS, SECTIONS, RunConfig, SampleConfig
+from .data import label_names
 from .files import atomic_write, check_writable_folder
-from .model import DiT, DiTConfig
+from .model import DiTConfig
 from .precision import PRECISIONS
+from .processes import is_main_process, pick_device
 from .quality import evaluate_checkpoint
 from .sample import sample as sample_clips
 from .sample import save_audio
-from .schedule import DDPMSchedule
-from .settings import notebook_settings
-from .spectrogram import SpectrogramConfig
-from .train import TrainConfig, check_resume, is_main_process, load_checkpoint, pick_device
+from .schedule import BETA_SCHEDULES, PREDICTION_TYPES
+from .spectrogram import REPRESENTATIONS, SpectrogramConfig
 from .train import train as train_model
 
-CPU = notebook_settings("cpu")  # the defaults of the main job: the notebooks' CPU settings (docs/quality.md)
+RUN = RunConfig()  # the main job (docs/quality.md): every option's default is its field's, declared once
+PRECISION_DEFAULT = inspect.signature(sample_clips).parameters["precision"].default  # sample's: the library's
 PRECISION_HELP = "autocast dtype; auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 on a CPU"
-# --precision's defaults are the library's own
-PRECISION_DEFAULTS = {"train": TrainConfig.precision,
-                      "sample": inspect.signature(sample_clips).parameters["precision"].default}
 
 # a user's mistake (a setting, a path, a file; data.AudioError is a ValueError), an unreachable hub or a
 # diverged run: one line, no traceback (--debug shows it); any other exception is a bug and shows its traceback
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ConnectionError,
                FloatingPointError)
 
+# -- options made from the run's fields ------------------------------------------------------------------------
+# --data and --out are shorter than --source and --out-dir; the model's input size and channels follow the
+# spectrogram, its cond_dim the conditioning, so they are no options
+OPTION_NAMES = {"source": "--data", "out_dir": "--out"}
+NOT_OPTIONS = {"input_size", "in_channels", "cond_dim"}
+CHOICES = {"representation": REPRESENTATIONS, "prediction_type": PREDICTION_TYPES, "beta_schedule": BETA_SCHEDULES,
+           "loss_weighting": LOSS_WEIGHTINGS, "precision": PRECISIONS, "sampler": SAMPLERS}
+HELP = {
+    "source": "'demo', 'scores', a folder of audio files, or a Hugging Face dataset id",
+    "representation": "what the model sees (the seed's: complex; see docs/quality.md)",
+    "compression": "complex: the amplitude exponent",
+    "n_fft": "STFT size (mel needs n_fft >= 4 x n_mels)",
+    "frames": "frames per clip (sets the clip length)",
+    "held_out": "share of the songs kept out of training, to score the model against (0: train on all)",
+    "epochs": "overrides --steps",
+    "time_limit": "seconds of training, then stop (a budget instead of --steps; resumed runs count their time)",
+    "precision": PRECISION_HELP,
+    "compile": "torch.compile the model",
+    "stream": "read the clips from the cache on disk, batch by batch, instead of holding them in memory "
+              "(none: when they take more than half of the available RAM)",
+    "out_dir": "writes OUT/last.pt (resumed from when it exists), OUT/run.yaml and OUT/loss.png "
+               "(default: runs/demo)",
+}
+DEFAULT_OUT = "runs/demo"
 
-def _data_args(p: argparse.ArgumentParser):
-    p.add_argument("--data", default="demo",
-                   help="'demo', 'scores', a folder of audio files, or a Hugging Face dataset id")
-    p.add_argument("--spectrogram", default="small", choices=["small", "seed"],
-                   help="spectrogram preset (small: CPU, seed: GPU)")
-    p.add_argument("--representation", default=CPU.representation, choices=["complex", "magnitude", "mel"],
-                   help="what the model sees (the seed's: complex; see docs/quality.md)")
-    p.add_argument("--compression", type=float, default=None, help="complex: the amplitude exponent (preset: 0.5)")
-    p.add_argument("--n-fft", type=int, default=None, help="STFT size (preset's by default; mel needs >= 4 x 128)")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (sets the clip length)")
-    p.add_argument("--max-songs", type=int, default=None)
-    p.add_argument("--max-clips-per-song", type=int, default=CPU.max_clips_per_song, help="0: every clip")
-    p.add_argument("--held-out", type=float, default=SPLIT["held_out"],
-                   help="share of the songs kept out of training, to score the model against (0: train on all)")
+
+def _parse(kind):
+    """The argparse type of a field's annotation; "none" stands for None where the field allows it."""
+    optional = type(None) in typing.get_args(kind)
+    base = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
+
+    def parse(text: str):
+        return None if optional and text.lower() == "none" else base(text)
+    parse.__name__ = base.__name__  # what argparse names in "invalid int value"
+    return parse
 
 
-def _spectrogram(args):
-    chosen = {k: v for k, v in dict(compression=args.compression, n_fft=args.n_fft, frames=args.frames).items()
-              if v is not None}
-    return SpectrogramConfig.preset(args.spectrogram, representation=args.representation, **chosen)
+def add_section_options(parser: argparse.ArgumentParser, section: str, skip=()):
+    """One option per field of RunConfig's ``section`` (e.g. ``--batch-size`` for
+    ``train.batch_size``); given ones land in ``args`` as ``"section.field"``."""
+    kind = SECTIONS[section]
+    hints = typing.get_type_hints(kind)
+    group = parser.add_argument_group(f"{section} ({kind.__name__})")
+    for f in dataclasses.fields(kind):
+        if f.name in NOT_OPTIONS or f.name in skip:
+            continue
+        default = getattr(getattr(RUN, section), f.name)
+        help_text = f"{HELP.get(f.name, '')} (default: {default})".strip()
+        option = OPTION_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        common = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=help_text)
+        if hints[f.name] in (bool, bool | None):
+            group.add_argument(option, action=argparse.BooleanOptionalAction, **common)
+        elif typing.get_origin(hints[f.name]) is tuple:
+            group.add_argument(option, type=int, nargs="+", **common)
+        else:
+            group.add_argument(option, type=_parse(hints[f.name]), choices=CHOICES.get(f.name),
+                               metavar=f.name.upper() if f.name not in CHOICES else None, **common)
 
 
-def _split(args) -> dict:
-    return {"held_out": args.held_out, "split_seed": SPLIT["split_seed"]}
+def given(args, section: str) -> dict:
+    """The fields of ``section`` set on the command line."""
+    prefix = f"{section}."
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def _load(args, spec):
-    return load_music_dataset(args.data, spec, subset="train", **_split(args), max_songs=args.max_songs,
-                              max_clips_per_song=args.max_clips_per_song or None, keep_audio=False)
+def _run_options(p: argparse.ArgumentParser, sections):
+    p.add_argument("--config", help="start from this run (YAML or JSON, e.g. a run.yaml that train wrote); "
+                                    "options given here override it")
+    p.add_argument("--spectrogram", choices=["small", "seed"], help="spectrogram preset (small: CPU, seed: GPU); "
+                                                                     "the options below override it")
+    if "model" in sections:
+        p.add_argument("--preset", help="DiT preset: tiny, small, seed, base, large (the options below override it)")
+    for section in sections:
+        add_section_options(p, section)
+
+
+def run_config(args) -> RunConfig:
+    """The run the command line declares: ``--config`` (or the defaults), then
+    the presets, then each option given."""
+    run = RunConfig.load(args.config) if args.config else RUN
+    spec = given(args, "spectrogram")
+    representation = spec.pop("representation", run.spectrogram.representation)
+    base = SpectrogramConfig.preset(args.spectrogram) if args.spectrogram else run.spectrogram
+    spectrogram = dataclasses.replace(base.with_representation(representation), **spec)
+    model = given(args, "model")
+    if getattr(args, "preset", None):
+        model = dataclasses.replace(DiTConfig.preset(args.preset), **model)
+    out = given(args, "train")
+    if not (out.get("out_dir") or run.train.out_dir):
+        out["out_dir"] = DEFAULT_OUT
+    return run.replace(spectrogram=spectrogram, model=model, schedule=given(args, "schedule"), train=out,
+                       data=given(args, "data"), **({"conditioning": args.conditioning} if "conditioning" in args
+                                                     else {}))
 
 
 def prepare(args):
-    spec = _spectrogram(args)
-    ds = _load(args, spec)
+    run = run_config(args)
+    ds = run.load_data(keep_audio=False)
+    spec = run.spectrogram
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
           f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; "
           f"cached in {ds.cache_files[0]['filename']}")
@@ -87,38 +153,37 @@ def prepare(args):
 def train(args):
     from .plotting import plot_loss, save_figure  # matplotlib and pandas take a second: only plotting commands wait
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
-    spec = _spectrogram(args)
-    patch = {"patch_size": args.patch_size} if args.patch_size else {}
-    config = DiTConfig.preset(args.preset, in_channels=spec.channels, input_size=spec.shape[1:],
-                              prediction_type=args.prediction_type, **patch)
-    schedule = DDPMSchedule(beta_schedule=args.beta_schedule)
-    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      ema_decay=args.ema_decay, seed=args.seed, device=args.device, out_dir=args.out,
-                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, compile=args.compile,
-                      loss_weighting=args.loss_weighting, precision=args.precision,
-                      time_limit=60 * args.minutes if args.minutes else None, stream=args.stream)
-    pick_device(args.device)
-    check_writable_folder(args.out)
-    conditioned = args.conditional or args.text
-    if not conditioned:  # a conditioned model's size needs the labels: train() checks it after loading
-        check_resume(cfg, config, schedule)
-    ds = _load(args, spec)  # under torchrun every process loads it; datasets' file lock lets one fill the cache
-    labels = label_names(ds) if conditioned else []
-    conditioning = (text_conditioning(labels) if args.text else label_conditioning(labels)) if labels else None
+    run = run_config(args)
+    if args.print_config:
+        print(run.dumps(), end="")
+        return
+    cfg, out = run.train, Path(run.train.out_dir)
+    pick_device(cfg.device)
+    check_writable_folder(out)
+    schedule = run.build_schedule()
+    if run.conditioning == "none":  # a conditioned model's size needs the labels: train() checks it after loading
+        check_resume(cfg, run.model, schedule)
+    ds = run.load_data(keep_audio=False)  # under torchrun every process loads it; a file lock lets one fill the cache
+    conditioning = run.build_conditioning(label_names(ds))
     if conditioning is not None:
         ds = with_condition(ds, conditioning)
-    torch.manual_seed(args.seed)
-    model = DiT(config.replace(cond_dim=conditioning.dim if conditioning else 0), conditioning)
+    torch.manual_seed(cfg.seed)
+    model = run.build_model(conditioning)
     if is_main_process():
-        print(f"training {args.preset} ({model.num_parameters():,} parameters) on {len(ds)} clips -> "
-              f"{cfg.checkpoint_path}")
-    history = train_model(model, schedule, ds, cfg, metadata={"spectrogram": asdict(spec), "label_names": labels,
-                                                                "data": args.data, "split": _split(args)})
+        run.save(out / "run.yaml")
+        print(f"training a DiT of {model.num_parameters():,} parameters on {len(ds)} clips -> {cfg.checkpoint_path}")
+    history = train_model(model, schedule, ds, run).history
     if is_main_process():
-        save_figure(plot_loss(history, f"{args.preset} on {args.data}"), Path(args.out) / "loss.png")
+        save_figure(plot_loss(history, f"DiT on {run.data.source}"), out / "loss.png")
         print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
               f"loss {history.loss[0]:.4f} -> {history.loss[-1]:.4f}; "
-              f"wrote {cfg.checkpoint_path} and {Path(args.out) / 'loss.png'}")
+              f"wrote {cfg.checkpoint_path}, {out / 'run.yaml'} and {out / 'loss.png'}")
+
+
+def _sample_settings(args, ckpt) -> SampleConfig:
+    """The checkpoint's run's sampling settings, with the options given."""
+    chosen = ckpt.run.sample if ckpt.run else SampleConfig()
+    return dataclasses.replace(chosen, **given(args, "sample"))
 
 
 def sample(args):
@@ -134,25 +199,30 @@ def sample(args):
     if request and ckpt.ema.conditioning is None:
         raise ValueError(f"unknown label(s) or prompt {args.label or args.prompt!r}: this checkpoint knows none "
                          "(unconditional)")
+    how = _sample_settings(args, ckpt)
     generator = torch.Generator().manual_seed(args.seed)
-    specs = sample_clips(ckpt.ema, ckpt.schedule, args.n, steps=args.steps or None, sampler=args.sampler,
-                         eta=args.eta, guidance_scale=args.guidance, generator=generator, progress=True,
+    steps = how.steps
+    specs = sample_clips(ckpt.ema, ckpt.schedule, args.n, steps=steps, sampler=how.sampler, eta=how.eta,
+                         guidance_scale=how.guidance_scale, generator=generator, progress=True,
                          precision=args.precision, **request)
     wavs = save_audio(specs, spec, out)
     for i, s in enumerate(specs):
-        save_figure(plot_spectrograms([s], spec, [f"sample {i} ({args.sampler}, {args.steps or 'all'} steps)"]),
+        save_figure(plot_spectrograms([s], spec, [f"sample {i} ({how.sampler}, {steps} steps)"]),
                     out / f"sample_{i:03d}.png")
     print(f"wrote {len(wavs)} WAV files and spectrogram PNGs to {out}")
 
 
 def evaluate(args):
-    steps = args.steps or None  # 0: all timesteps (DDPM)
-    report = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, steps=steps, sampler=args.sampler,
+    ckpt = load_checkpoint(args.checkpoint)  # read twice (here and to score): small next to sampling n clips
+    how = _sample_settings(args, ckpt)
+    steps = how.steps
+    n = args.n or how.quality_clips
+    report = evaluate_checkpoint(args.checkpoint, args.data, n=n, steps=steps, sampler=how.sampler,
                                  seed=args.seed, device=pick_device(args.device))
     print(report.summary())
     if args.json:
         with atomic_write(args.json, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "sampler": args.sampler, "steps": steps,
+            json.dump({"checkpoint": args.checkpoint, "sampler": how.sampler, "steps": steps, "n": n,
                        **report.to_dict()}, f, indent=1)
 
 
@@ -171,49 +241,26 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="decode, cut and cache a dataset's clips and spectrograms")
-    _data_args(p)
+    _run_options(p, ["spectrogram", "data"])
     p.set_defaults(run=prepare)
 
-    p = sub.add_parser("train", help="train a DiT; writes OUT/last.pt and OUT/loss.png (resumes from OUT/last.pt)")
-    _data_args(p)
-    p.add_argument("--preset", default=CPU.model_preset, help="DiT preset: tiny, small, seed, base, large")
-    p.add_argument("--steps", type=int, default=CPU.train_steps)
-    p.add_argument("--epochs", type=float, default=None, help="overrides --steps")
-    p.add_argument("--batch-size", type=int, default=CPU.batch_size)
-    p.add_argument("--lr", type=float, default=CPU.lr)
-    p.add_argument("--ema-decay", type=float, default=CPU.ema_decay)
-    p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
-    p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
-    p.add_argument("--loss-weighting", default="none", choices=["none", "min_snr"])
-    p.add_argument("--patch-size", type=int, default=None, help="DiT patch size (the preset's by default)")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this much training time (a budget "
-                                                               "instead of --steps; resumed runs count their time)")
-    p.add_argument("--conditional", action="store_true", help="condition on the dataset's labels (multi-hot)")
-    p.add_argument("--text", action="store_true",
-                   help="condition on the text of the labels, embedded by a sentence encoder (enables --prompt)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--precision", default=PRECISION_DEFAULTS["train"], choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="read the clips from the cache on disk, batch by batch, instead of holding them in memory "
-                        "(default: when they take more than half of the available RAM)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo")
+    p = sub.add_parser("train", help="train a DiT; writes OUT/last.pt, OUT/run.yaml and OUT/loss.png "
+                                     "(resumes from OUT/last.pt)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the run these options declare (YAML, for --config) and exit")
+    p.add_argument("--conditioning", choices=CONDITIONINGS, default=argparse.SUPPRESS,
+                   help="labels: the dataset's labels (multi-hot); text: the text of the labels, embedded by a "
+                        f"sentence encoder (enables sample --prompt) (default: {RUN.conditioning})")
+    _run_options(p, ["spectrogram", "model", "schedule", "train", "data"])
     p.set_defaults(run=train)
 
     p = sub.add_parser("sample", help="generate spectrograms and WAV files from a checkpoint")
     p.add_argument("--checkpoint", default="runs/demo/last.pt")
     p.add_argument("-n", type=int, default=4, help="how many clips")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm++"])
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (DDPM: 0 = all timesteps)")
-    p.add_argument("--eta", type=float, default=0.0)
+    add_section_options(p, "sample", skip={"quality_clips", "curve_steps"})
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")
-    p.add_argument("--prompt", help="generate from this text (a model trained with --text or --conditional)")
-    p.add_argument("--guidance", type=float, default=3.0,
-                   help="classifier-free guidance scale (with --label or --prompt)")
-    p.add_argument("--precision", default=PRECISION_DEFAULTS["sample"], choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--prompt", help="generate from this text (a model trained with --conditioning text or labels)")
+    p.add_argument("--precision", default=PRECISION_DEFAULT, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo/samples")
@@ -222,9 +269,10 @@ def main(argv=None):
     p = sub.add_parser("evaluate", help="score a checkpoint's samples against the real songs its training held out")
     p.add_argument("--checkpoint", default="runs/demo/last.pt")
     p.add_argument("--data", default=None, help="the checkpoint's data by default")
-    p.add_argument("-n", type=int, default=64, help="how many clips to generate and score")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm++"])
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("-n", type=int, default=None,
+                   help="how many clips to generate and score "
+                        f"(default: the run's quality_clips, {RUN.sample.quality_clips})")
+    add_section_options(p, "sample", skip={"quality_clips", "curve_steps", "eta", "guidance_scale"})
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")

@@ -47,14 +47,15 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from .data import SPLIT, load_music_dataset, spectrograms
+from .checkpoint import load_checkpoint
+from .config import RunConfig
+from .data import SPLIT, spectrograms
 from .judge import LabelJudge, train_judge
 from .model import DiT
 from .neighbours import nearest_clips
 from .sample import sample
 from .schedule import DDPMSchedule
 from .spectrogram import SpectrogramConfig, magnitude_db, to_spectrogram, to_waveform
-from .train import load_checkpoint
 
 FEATURE_RATE = 16000
 EMBEDDINGS = ("features", "judge")
@@ -182,16 +183,13 @@ class Reference:
                 "judge": self.judge.embedding(judge_spectrograms(waves, rate))}
 
 
-def build_reference(source: str, spectrogram: SpectrogramConfig, *, held_out: float = SPLIT["held_out"],
-                    split_seed: int = SPLIT["split_seed"],
-                    max_train_clips_per_song: int | None = 30, max_songs: int | None = None,
+def build_reference(run: RunConfig, *, max_train_clips_per_song: int | None = 30,
                     judge_steps: int = 300) -> Reference:
-    """Load the held-out songs of ``source`` (every clip) and the training
-    songs (``max_train_clips_per_song`` each), and train the judge."""
-    split = dict(held_out=held_out, split_seed=split_seed, max_songs=max_songs)
-    real = load_music_dataset(source, spectrogram, subset="held_out", **split).with_format("torch", columns=["audio"])
-    train = load_music_dataset(source, spectrogram, subset="train", max_clips_per_song=max_train_clips_per_song,
-                               **split)
+    """Load the songs ``run`` held out (every clip) and its training songs
+    (``max_train_clips_per_song`` each), in its spectrogram, and train the judge."""
+    spectrogram = run.spectrogram
+    real = run.load_data("held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
+    train = run.load_data("train", max_clips_per_song=max_train_clips_per_song)
     train_waves = train.with_format("torch", columns=["audio"])[:]["audio"]
     songs = sorted(set(train["song"]))
     targets = torch.nn.functional.one_hot(torch.tensor([songs.index(s) for s in train["song"]]), len(songs))
@@ -287,23 +285,26 @@ def quality_by_steps(model: DiT, schedule: DDPMSchedule, reference: Reference, s
 
 
 def load_for_scoring(path, device="cpu"):
-    """A checkpoint and the split of songs its training held out (the
-    package's ``SPLIT``, with a warning, when it held none out)."""
+    """A checkpoint and the run to score it as: its own, or, when its training
+    held no songs out, the same run with the package's ``SPLIT`` (and a
+    warning: it is then scored against songs it saw)."""
     ckpt = load_checkpoint(path, device)
-    if ckpt.spectrogram is None:
-        raise ValueError(f"{path} records no spectrogram settings, so its samples cannot become audio to score")
-    split = ckpt.metadata.get("split") or {}
-    if not split.get("held_out"):
+    if ckpt.run is None:
+        raise ValueError(f"{path} records no run (no spectrogram settings), so its samples cannot become audio to "
+                         "score: train it with a RunConfig")
+    run = ckpt.run
+    if not run.data.held_out:
         warnings.warn(f"{path} was trained on every song (no held-out split): it is scored against songs it saw",
                       stacklevel=3)
-        split = SPLIT
-    return ckpt, split
+        run = run.replace(data=SPLIT)
+    return ckpt, run
 
 
 def evaluate_checkpoint(path, data: str | None = None, n: int = 64, steps: int | None = 50, sampler: str = "ddim",
                         seed: int = 0, device="cpu") -> QualityReport:
     """``evaluate`` a checkpoint's EMA model against the songs its training
-    held out (the checkpoint records the data and the split)."""
-    ckpt, split = load_for_scoring(path, device)
-    reference = build_reference(data or ckpt.metadata.get("data", "demo"), ckpt.spectrogram, **split)
+    held out (the checkpoint records its run: the data, the split, the
+    spectrogram); ``data`` scores it against another source's songs."""
+    ckpt, run = load_for_scoring(path, device)
+    reference = build_reference(run.replace(data=dict(source=data)) if data else run)
     return evaluate(ckpt.ema, ckpt.schedule, reference, n=n, steps=steps, sampler=sampler, seed=seed)

@@ -16,6 +16,7 @@ eps (``"epsilon"``) or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -41,22 +42,33 @@ def _check_prediction_type(prediction_type: str):
         raise ValueError(f"prediction_type={prediction_type!r}: use one of {PREDICTION_TYPES}")
 
 
-class DDPMSchedule:
-    """Betas, cumulative alphas, and the maths that uses them."""
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """T timesteps and how beta_t grows over them (``"cosine"``: Nichol & Dhariwal 2021)."""
 
-    def __init__(self, num_timesteps: int = 1000, beta_schedule: str = "linear",
-                 beta_start: float = 1e-4, beta_end: float = 0.02):
-        if beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule={beta_schedule!r}: use one of {BETA_SCHEDULES}")
-        if num_timesteps < 2:
-            raise ValueError(f"num_timesteps={num_timesteps}: use at least 2")
-        self.config = dict(num_timesteps=num_timesteps, beta_schedule=beta_schedule,
-                           beta_start=beta_start, beta_end=beta_end)
-        if beta_schedule == "linear":
-            betas = linear_betas(num_timesteps, beta_start, beta_end)
+    num_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self):
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule={self.beta_schedule!r}: use one of {BETA_SCHEDULES}")
+        if self.num_timesteps < 2:
+            raise ValueError(f"num_timesteps={self.num_timesteps}: use at least 2")
+
+
+class DDPMSchedule:
+    """Betas, cumulative alphas, and the maths that uses them. Built from a
+    ``ScheduleConfig`` or its fields: ``DDPMSchedule(beta_schedule="cosine")``."""
+
+    def __init__(self, config: ScheduleConfig = ScheduleConfig(), **fields):
+        self.config = config = replace(config, **fields)
+        if config.beta_schedule == "linear":
+            betas = linear_betas(config.num_timesteps, config.beta_start, config.beta_end)
         else:
-            betas = cosine_betas(num_timesteps)
-        self.num_timesteps = num_timesteps
+            betas = cosine_betas(config.num_timesteps)
+        self.num_timesteps = config.num_timesteps
         self.betas = betas
         self.alphas_cumprod = torch.cumprod(1 - betas, dim=0)
         # abar_t for t = -1 .. T-1, so that t = -1 ("clean") indexes 1.0; the host
@@ -64,7 +76,7 @@ class DDPMSchedule:
         self._abar = self._abar_host = torch.cat([torch.ones(1), self.alphas_cumprod])
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
         return f"DDPMSchedule({args})"
 
     def to(self, device) -> "DDPMSchedule":

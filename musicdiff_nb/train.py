@@ -17,154 +17,28 @@ disk (streaming.py); both paths train on the same batches in the same order.
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from .conditioning import Conditioning
+from .checkpoint import History, TrainState, check_resume, restore, save_checkpoint
+from .config import RunConfig, TrainConfig
 from .data import condition_vectors, training_tensors
-from .files import check_writable_folder, read_checkpoint, write_checkpoint
+from .files import check_writable_folder
 from .memory import MemoryEstimate, check_fits, estimate_training_memory
-from .model import DiT, DiTConfig
-from .precision import PRECISIONS, autocast, autocast_dtype
+from .model import DiT
+from .precision import autocast, autocast_dtype
+from .processes import Processes, is_main_process, pick_device
 from .schedule import DDPMSchedule
-from .spectrogram import SpectrogramConfig
 from .streaming import read_batches, streams
-
-LOSS_WEIGHTINGS = ("none", "min_snr")
-# settings a resumed run must share with its checkpoint: they fix the data
-# order, the random draws and the optimisation, so changing them midway would
-# silently make a different run (steps, epochs, devices, logging may change)
-RUN_SETTINGS = ("batch_size", "lr", "weight_decay", "grad_clip", "ema_decay", "cond_dropout", "seed",
-                "loss_weighting", "min_snr_gamma")
-
-
-@dataclass
-class TrainConfig:
-    """``batch_size`` is the global batch, split over processes under torchrun.
-    ``epochs``, when set, overrides ``steps``; ``time_limit`` (seconds of
-    training, counted over resumed runs too) stops earlier, at the first
-    logged step past it: a budget of time instead of steps.
-    ``precision``: see ``autocast_dtype`` (``"auto"``: bf16 on Ampere and
-    later GPUs, fp16 with loss scaling on older ones such as Colab's T4, fp32
-    on a CPU). ``loss_weighting="min_snr"`` weights each sample's MSE by min-SNR-gamma
-    (``DDPMSchedule.min_snr_weight``); ``"none"`` is plain MSE. Checkpoints go to
-    ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end; with
-    ``resume`` a run finds its checkpoint there and continues. ``stream``:
-    True reads a dataset's clips from its cache on disk batch by batch, False
-    holds them all in memory, None (default) streams only when they take more
-    than half of the available RAM (see ``streams``)."""
-
-    steps: int = 2000
-    epochs: float | None = None
-    time_limit: float | None = None
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    cond_dropout: float = 0.1
-    loss_weighting: str = "none"
-    min_snr_gamma: float = 5.0
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    log_every: int = 10
-    checkpoint_every: int = 500
-    out_dir: str | None = None
-    resume: bool = True
-    compile: bool = False
-    stream: bool | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: use one of {PRECISIONS}")
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting={self.loss_weighting!r}: use one of {LOSS_WEIGHTINGS}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise ValueError(f"time_limit={self.time_limit}: give a positive number of seconds, or None")
-        if self.steps < 1 if self.epochs is None else self.epochs <= 0:
-            what = f"steps={self.steps}" if self.epochs is None else f"epochs={self.epochs}"
-            raise ValueError(f"{what}: train at least one step (steps >= 1, epochs > 0)")
-        too_small = [f"{k}={getattr(self, k)}" for k in ("batch_size", "log_every", "checkpoint_every")
-                     if getattr(self, k) < 1]
-        if too_small:
-            raise ValueError(f"{', '.join(too_small)}: batch_size, log_every and checkpoint_every must be >= 1")
-        if self.checkpoint_every % self.log_every:
-            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
-                             f"log_every={self.log_every}, so that every checkpoint follows a loss check")
-        if not (self.stream is None or isinstance(self.stream, bool)):
-            raise ValueError(f"stream={self.stream!r}: use True (read the clips from disk), False (hold them in "
-                             "memory) or None (decide from their size)")
-        if not 0 <= self.cond_dropout < 1 or not 0 <= self.ema_decay < 1:
-            raise ValueError("cond_dropout and ema_decay must lie in [0, 1)")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @property
-    def checkpoint_path(self) -> Path | None:
-        return Path(self.out_dir) / "last.pt" if self.out_dir else None
-
-
-@dataclass
-class History:
-    """Mean training loss over each ``log_every`` steps, ending at ``step``;
-    ``skipped_steps`` counts the fp16 steps the loss scaler skipped for
-    inf/NaN gradients (their weights were left unchanged);
-    after ``train``, ``ema`` is the model with the averaged weights."""
-
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    device: str = ""
-    skipped_steps: int = 0
-    ema: DiT | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        return dict(step=self.step, loss=self.loss, seconds=self.seconds, device=self.device,
-                    skipped_steps=self.skipped_steps)
-
-
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank under torchrun."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: the GPU of this process under torchrun, else cuda, mps, cpu."""
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:1, mps, ...") from None
-        available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-        if not available.get(device.type, True):
-            raise ValueError(f"device {name!r} is not available on this machine: use auto or cpu")
-        return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def ema_model(model: DiT) -> AveragedModel:
-    """A copy of ``model`` that holds the EMA of its weights (see ``update_ema``)."""
-    return AveragedModel(model)
 
 
 @torch.no_grad()
@@ -178,137 +52,6 @@ def update_ema(ema: AveragedModel, model: DiT, decay: float, num_averaged: int):
     weight = 1.0 if n == 0 else 1 - min(decay, (1 + n) / (10 + n))
     torch._foreach_lerp_(list(ema.module.parameters()), list(model.parameters()), weight)
     ema.n_averaged += 1
-
-
-@dataclass
-class Checkpoint:
-    """What ``load_checkpoint`` returns. Sample from ``ema`` (the averaged
-    weights); ``model`` holds the raw weights of the last step."""
-
-    path: Path
-    model: DiT
-    ema: DiT
-    schedule: DDPMSchedule
-    train_config: TrainConfig
-    step: int
-    history: History
-    metadata: dict
-
-    @property
-    def spectrogram(self) -> SpectrogramConfig | None:
-        spec = self.metadata.get("spectrogram")
-        return SpectrogramConfig(**spec) if spec else None
-
-    @property
-    def label_names(self) -> list[str]:
-        return list(self.metadata.get("label_names", []))
-
-
-def load_checkpoint(path, device="cpu") -> Checkpoint:
-    state = read_checkpoint(path)
-    conditioning = state.get("conditioning")
-    model = DiT(DiTConfig(**state["model_config"]), Conditioning.from_dict(conditioning) if conditioning else None)
-    model.load_state_dict(state["model"])
-    ema = ema_model(model)
-    ema.load_state_dict(state["ema"])
-    return Checkpoint(
-        path=Path(path), model=model.to(device).eval(), ema=ema.module.to(device).eval(),
-        schedule=DDPMSchedule(**state["schedule_config"]), train_config=TrainConfig.from_dict(state["train_config"]),
-        step=state["step"], history=History(**state["history"]), metadata=state.get("metadata", {}),
-    )
-
-
-def save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history, metadata,
-                        num_clips, scaler=None):
-    return write_checkpoint(path, {
-        "model_config": model.config.to_dict(), "schedule_config": dict(schedule.config),
-        "conditioning": model.conditioning.to_dict() if model.conditioning else None,
-        "train_config": asdict(cfg), "metadata": metadata or {}, "num_clips": num_clips,
-        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-        "step": step, "rng": generator.get_state(), "history": history.to_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else {},
-    })
-
-
-FRESH_START = "choose another out_dir, delete the checkpoint, or pass resume=False to start afresh"
-
-
-def check_resume(cfg: TrainConfig, model_config: DiTConfig, schedule: DDPMSchedule) -> dict | None:
-    """The state a run of these settings continues from (``cfg.out_dir/last.pt``),
-    or None when it starts afresh. A checkpoint of another model, schedule or
-    run settings is refused here, before any work is done."""
-    path = cfg.checkpoint_path
-    if path is None or not cfg.resume or not path.exists():
-        return None
-    state = read_checkpoint(path)
-    if state["model_config"] != model_config.to_dict():
-        raise ValueError(f"{path} was trained with {DiTConfig(**state['model_config'])}, not {model_config}: "
-                         f"{FRESH_START}")
-    if state["schedule_config"] != schedule.config:
-        raise ValueError(f"{path} was trained with DDPMSchedule({state['schedule_config']}), not {schedule}: "
-                         f"{FRESH_START}")
-    changed = {k: (state["train_config"][k], getattr(cfg, k)) for k in RUN_SETTINGS
-               if state["train_config"][k] != getattr(cfg, k)}
-    if changed:
-        was = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-        raise ValueError(f"{path} continues a run with {was}: pass the same settings to resume it, or {FRESH_START}")
-    return state
-
-
-def _restore(state: dict, path: Path, model, ema, optimizer, generator, scaler,
-             num_clips: int) -> tuple[int, History]:
-    if state.get("num_clips", num_clips) != num_clips:
-        raise ValueError(f"{path} was trained on {state['num_clips']} clips, this data has {num_clips}: resume on "
-                         f"the same data (same songs and clip settings), or {FRESH_START}")
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["rng"])
-    if scaler.is_enabled() and state.get("scaler"):  # a run that was not fp16 starts the loss scale afresh
-        scaler.load_state_dict(state["scaler"])
-    return state["step"], History(**state["history"])
-
-
-class _Processes:
-    """Rank and world size; starts torch.distributed under torchrun."""
-
-    def __init__(self, device_name: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.started_here = self.world > 1 and not dist.is_initialized()
-        if self.started_here:
-            gpu = torch.cuda.is_available() and device_name in ("auto", "cuda")
-            if gpu:
-                torch.cuda.set_device(self.local_rank)
-            dist.init_process_group("nccl" if gpu else "gloo")
-
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(value)
-            value = value / self.world
-        return value
-
-    def any(self, flag: bool, device) -> bool:
-        """True when ``flag`` holds on any process (so that all stop together)."""
-        if self.world == 1:
-            return flag
-        value = torch.tensor(int(flag), device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value)
-
-    def same_everywhere(self, value: int, device) -> bool:
-        if self.world == 1:
-            return True
-        extremes = torch.tensor([value, -value], device=device)
-        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
-        return int(extremes[0]) == -int(extremes[1])
-
-    def close(self, finished: bool):
-        if self.world > 1 and finished:  # after an error the other ranks may never get here
-            dist.barrier()
-        if self.started_here:
-            dist.destroy_process_group()
 
 
 def batch_indices(num_clips: int, cfg: TrainConfig, start_step: int = 0, *, rank: int = 0, world: int = 1,
@@ -352,7 +95,7 @@ def _training_data(data, cfg: TrainConfig, conditional: bool):
     return training_tensors(data, conditional)
 
 
-def _check_data(clips, cond, model: DiT, cfg: TrainConfig, procs: _Processes):
+def _check_data(clips, cond, model: DiT, cfg: TrainConfig, procs: Processes):
     in_memory = isinstance(clips, torch.Tensor)
     shape = tuple(clips.shape) if in_memory else (len(clips), *clips.features["spectrogram"].shape)
     expected = (model.config.in_channels, *model.config.input_size)
@@ -410,7 +153,7 @@ def _gather(data: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torc
     return rows if rows.device == device else rows.pin_memory().to(device, non_blocking=True)
 
 
-def _clip_batches(clips, cfg: TrainConfig, procs: _Processes, start_step: int, device: torch.device):
+def _clip_batches(clips, cfg: TrainConfig, procs: Processes, start_step: int, device: torch.device):
     """(indices, clips on ``device``) of each step from ``start_step`` on:
     gathered from the tensor in memory, or read from the dataset on disk."""
     on = clips.device if isinstance(clips, torch.Tensor) else torch.device("cpu")
@@ -431,33 +174,52 @@ def _scaled_step(optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
     return scaler._scale < scale  # update() lowers the scale exactly when step() skipped
 
 
-def train(model: DiT, schedule: DDPMSchedule, data, cfg: TrainConfig = TrainConfig(), *,
-          metadata: dict | None = None, callback: Callable | None = None) -> History:
-    """Train ``model`` on ``data`` and return the loss history.
+def _recorded_run(run: RunConfig, model: DiT, schedule: DDPMSchedule) -> RunConfig:
+    """``run`` as its checkpoints record it: with the model's own config (its
+    ``cond_dim`` comes from the conditioning it was built with)."""
+    if replace(model.config, cond_dim=0) != replace(run.model, cond_dim=0):
+        raise ValueError(f"the model was built with {model.config}, but the run declares {run.model}: "
+                         "build it with run.build_model()")
+    if schedule.config != run.schedule:
+        raise ValueError(f"the schedule is {schedule}, but the run declares {run.schedule}: "
+                         "build it with run.build_schedule()")
+    return replace(run, model=model.config)
+
+
+def train(model: DiT, schedule: DDPMSchedule, data, config: TrainConfig | RunConfig = TrainConfig(), *,
+          callback: Callable | None = None) -> TrainState:
+    """Train ``model`` on ``data``; return the final ``TrainState`` (its
+    ``history`` is the loss log, its ``ema`` the model to sample from).
 
     ``data``: a tensor of clips [N, C, F, T], a pair (clips, condition
     vectors [N, cond_dim]), or a dataset from ``load_music_dataset``.
-    ``metadata`` (plain values, e.g. the spectrogram config and label names)
-    is stored in every checkpoint. ``callback(step, history, model)`` runs on
-    the main process after each logged step.
+    ``config``: a ``RunConfig`` (trains with its ``train`` settings and saves
+    the whole run in every checkpoint, so that sampling and scoring find its
+    spectrogram and data there) or just a ``TrainConfig``.
+    ``callback(step, history, model)`` runs on the main process after each logged step.
     """
-    procs = _Processes(cfg.device)
+    run = _recorded_run(config, model, schedule) if isinstance(config, RunConfig) else None
+    cfg = config.train if run else config
+    procs = Processes(cfg.device)
     finished = False
     try:
-        state = check_resume(cfg, model.config, schedule)
-        if cfg.out_dir:
-            check_writable_folder(cfg.out_dir)
-        clips, cond = _training_data(data, cfg, conditional=bool(model.config.cond_dim))
-        _check_data(clips, cond, model, cfg, procs)
-        device = pick_device(cfg.device, procs.local_rank)
-        history = _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, callback)
+        state = _train(model, schedule, data, cfg, run, procs, callback)
         finished = True
-        return history
+        return state
     finally:
         procs.close(finished)
 
 
-def _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, callback) -> History:
+def _train(model, schedule, data, cfg: TrainConfig, run, procs: Processes, callback) -> TrainState:
+    # --- checks first: a wrong checkpoint or folder is refused before any work ---
+    saved = check_resume(cfg, model.config, schedule)
+    if cfg.out_dir:
+        check_writable_folder(cfg.out_dir)
+    clips, cond = _training_data(data, cfg, conditional=bool(model.config.cond_dim))
+    _check_data(clips, cond, model, cfg, procs)
+
+    # --- device, data placement, model, optimizer ---
+    device = pick_device(cfg.device, procs.local_rank)
     dtype = autocast_dtype(device, cfg.precision)
     needed = estimate_training_memory(model, cfg.batch_size // procs.world, dtype)
     if isinstance(clips, torch.Tensor):
@@ -470,38 +232,42 @@ def _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, ca
         torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
     schedule.to(device)
-    ema = ema_model(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    generator = torch.Generator(device).manual_seed(cfg.seed)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bf16 has fp32's range: no scaling
+    state = TrainState(
+        model=model, averaged=AveragedModel(model),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),  # bf16 has fp32's range
+        generator=torch.Generator(device).manual_seed(cfg.seed), history=History(device=str(device)))
     per_epoch = num_clips // cfg.batch_size
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs is not None else cfg.steps
 
-    step, history = 0, History(device=str(device))
+    # --- resume: weights, optimizer, random state and log from the checkpoint ---
     path = cfg.checkpoint_path
-    if state is not None:
-        step, history = _restore(state, path, model, ema, optimizer, generator, scaler, num_clips)
-        history.device = str(device)
-        if cfg.time_limit is not None and history.seconds >= cfg.time_limit:
-            total = step  # its time budget is spent: nothing more to train
-    if not procs.same_everywhere(step, device):
-        raise RuntimeError(f"the processes start from different steps (rank {procs.rank}: step {step}): "
+    if saved is not None:
+        restore(saved, path, state, num_clips)
+        state.history.device = str(device)
+        if cfg.time_limit is not None and state.history.seconds >= cfg.time_limit:
+            total = state.step  # its time budget is spent: nothing more to train
+    if not procs.same_everywhere(state.step, device):
+        raise RuntimeError(f"the processes start from different steps (rank {procs.rank}: step {state.step}): "
                            f"put out_dir ({cfg.out_dir}) on storage that every node reads, e.g. a shared filesystem")
-
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if procs.world > 1 else model
     net = torch.compile(net) if cfg.compile else net
 
-    batches = _clip_batches(clips, cfg, procs, step, device)
+    # --- the loop: one batch, its noise and timesteps, the loss, one optimizer step, the EMA ---
+    history, optimizer, scaler = state.history, state.optimizer, state.scaler
+    batches = _clip_batches(clips, cfg, procs, state.step, device)
     running = torch.zeros((), device=device)
     skipped = torch.zeros((), dtype=torch.long, device=device)
-    bar = tqdm(total=total, initial=step, disable=not (cfg.progress and is_main_process()), desc="train", unit="step")
+    bar = tqdm(total=total, initial=state.step, disable=not (cfg.progress and is_main_process()), desc="train",
+               unit="step")
     started = time.perf_counter()
-    while step < total:
+    while state.step < total:
         idx, clean = next(batches)
         c = _gather(cond, idx, device) if cond is not None else None
         rows = slice(procs.rank, None, procs.world)  # this process's rows of the global batch's draws
-        noise, t, drop = (v[rows] for v in step_draws(generator, cfg, clean.shape[1:], schedule.num_timesteps, device))
+        noise, t, drop = (v[rows] for v in step_draws(state.generator, cfg, clean.shape[1:],
+                                                      schedule.num_timesteps, device))
         with autocast(device, dtype):
             out = net(schedule.add_noise(clean, noise, t), t, c, drop if c is not None else None)
         loss = diffusion_loss(out.float(), clean, noise, t, schedule, model.config.prediction_type, cfg)
@@ -514,39 +280,41 @@ def _train(model, schedule, clips, cond, cfg, procs, device, state, metadata, ca
             skipped += _scaled_step(optimizer, scaler)
         else:
             optimizer.step()
-        update_ema(ema, model, cfg.ema_decay, step)
+        update_ema(state.averaged, model, cfg.ema_decay, state.step)
         running += loss.detach()
-        step += 1
+        state.step += 1
+        step = state.step
+        if step % cfg.log_every and step != total:
+            continue
 
-        if step % cfg.log_every == 0 or step == total:
-            last_logged = history.step[-1] if history.step else 0
-            value = float(procs.mean(running) / (step - last_logged))  # the one host sync every log_every steps
-            running.zero_()
-            if not math.isfinite(value):
-                raise _diverged(f"the loss became {value}", last_logged, step, path)
-            history.skipped_steps += int(skipped)
-            skipped.zero_()
-            if scaler.is_enabled() and scaler.get_scale() < 1:  # skipping is normal; at every scale it is not
-                raise _diverged("the gradients were inf or NaN at every fp16 loss scale down to "
-                                f"{scaler.get_scale():g}", last_logged, step, path)
-            history.step.append(step)
-            history.loss.append(value)
-            history.seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            if cfg.time_limit is not None and procs.any(history.seconds >= cfg.time_limit, device):
-                total = step  # the budget is spent: this step is the last, and is saved
-            bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{value:.4f}", **({"skipped": history.skipped_steps} if scaler.is_enabled() else {}))
-            if is_main_process() and callback is not None:
-                callback(step, history, model)
-            if path is not None and (step % cfg.checkpoint_every == 0 or step == total):
-                if not _finite(model):  # a finite loss can still leave NaN weights behind (an inf gradient)
-                    raise _diverged("the weights became NaN or inf", last_logged, step, path)
-                if is_main_process():
-                    save_training_state(path, model, ema, optimizer, schedule, cfg, step, generator, history,
-                                        metadata, num_clips, scaler)
+        # --- every log_every steps: the mean loss (the one host sync), checks, the bar, the checkpoint ---
+        last_logged = history.step[-1] if history.step else 0
+        value = float(procs.mean(running) / (step - last_logged))
+        running.zero_()
+        if not math.isfinite(value):
+            raise _diverged(f"the loss became {value}", last_logged, step, path)
+        history.skipped_steps += int(skipped)
+        skipped.zero_()
+        if scaler.is_enabled() and scaler.get_scale() < 1:  # skipping is normal; at every scale it is not
+            raise _diverged("the gradients were inf or NaN at every fp16 loss scale down to "
+                            f"{scaler.get_scale():g}", last_logged, step, path)
+        history.step.append(step)
+        history.loss.append(value)
+        history.seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        if cfg.time_limit is not None and procs.any(history.seconds >= cfg.time_limit, device):
+            total = step  # the budget is spent: this step is the last, and is saved
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{value:.4f}", **({"skipped": history.skipped_steps} if scaler.is_enabled() else {}))
+        if is_main_process() and callback is not None:
+            callback(step, history, model)
+        if path is not None and (step % cfg.checkpoint_every == 0 or step == total):
+            if not _finite(model):  # a finite loss can still leave NaN weights behind (an inf gradient)
+                raise _diverged("the weights became NaN or inf", last_logged, step, path)
+            if is_main_process():
+                save_checkpoint(path, state, schedule, cfg, run, num_clips)
     batches.close()  # ends the loader's worker processes, if any
     bar.close()
     model.eval()
-    history.ema = ema.module.eval()
-    return history
+    state.averaged.module.eval()
+    return state

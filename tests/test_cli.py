@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import re
 import subprocess
@@ -8,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
-from musicdiff_nb import TrainConfig, load_checkpoint, sample
+from musicdiff_nb import RunConfig, TrainConfig, load_checkpoint, sample
 
 
 def run(*args):
@@ -23,8 +25,8 @@ def run(*args):
 PROMISED = {
     "prepare": ["--data", "--spectrogram", "--representation", "--max-songs", "--held-out"],
     "train": ["--data", "--spectrogram", "--representation", "--preset", "--steps", "--epochs", "--batch-size",
-              "--conditional", "--text", "--precision", "fp16", "--out"],
-    "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance",
+              "--conditioning", "--precision", "fp16", "--out", "--config", "--print-config"],
+    "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance-scale",
                "--precision", "--out"],
     "evaluate": ["--checkpoint", "--data", "--sampler", "--json"],
     "bench": ["train-step", "preprocess", "sampling", "seed-workload", "fast-path"],
@@ -42,11 +44,13 @@ def test_help_lists_the_promised_options(command):
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
     printed = run("train", "--steps", "20", "--batch-size", "4", "--max-songs", "2", "--max-clips-per-song", "4",
-                  "--held-out", "0", "--checkpoint-every", "10", "--conditional", "--out", str(out))
+                  "--held-out", "0", "--checkpoint-every", "10", "--conditioning", "labels", "--out", str(out))
     assert "20 steps" in printed
     assert (out / "loss.png").stat().st_size > 0
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt.label_names == ["aztec", "castle"] and ckpt.spectrogram.sample_rate == 16000
+    assert ckpt.run == RunConfig.load(out / "run.yaml").replace(model=ckpt.model.config)  # the run, saved twice
+    assert (ckpt.run.train.steps, ckpt.run.data.max_songs, ckpt.run.conditioning) == (20, 2, "labels")
     run("sample", "--checkpoint", str(out / "last.pt"), "-n", "2", "--steps", "5", "--label", "aztec",
         "--out", str(out / "samples"))
     audio, rate = sf.read(out / "samples" / "sample_001.wav")
@@ -170,18 +174,10 @@ def test_an_error_prints_no_traceback():
 
 # -- --precision -------------------------------------------------------------------
 
-def test_train_precision_reaches_the_train_config(capsys, monkeypatch, no_songs):
-    import musicdiff_nb.__main__ as cli
-    made = []
-
-    def recording(**kwargs):
-        made.append(TrainConfig(**kwargs))
-        return made[-1]
-    monkeypatch.setattr(cli, "TrainConfig", recording)
+def test_train_precision_reaches_the_train_config():
     for argv, expected in [([], TrainConfig().precision), (["--precision", "fp16"], "fp16"),
                            (["--precision", "fp32"], "fp32")]:
-        error_of(capsys, "train", "--data", no_songs, *argv)  # stops at the empty data folder, after the config
-        assert made[-1].precision == expected
+        assert printed_run("train", *argv).train.precision == expected
 
 
 def test_sample_precision_reaches_the_sampler(capsys, monkeypatch, no_songs):
@@ -192,7 +188,7 @@ def test_sample_precision_reaches_the_sampler(capsys, monkeypatch, no_songs):
     def sampler(*args, precision, **kwargs):
         asked.append(precision)
         raise ValueError("sampled")
-    checkpoint = SimpleNamespace(spectrogram=SpectrogramConfig.preset("small"), schedule=None,
+    checkpoint = SimpleNamespace(spectrogram=SpectrogramConfig.preset("small"), schedule=None, run=None,
                                  ema=SimpleNamespace(conditioning=None))
     monkeypatch.setattr(cli, "load_checkpoint", lambda *args, **kwargs: checkpoint)
     monkeypatch.setattr(cli, "sample_clips", sampler)
@@ -210,3 +206,49 @@ def test_an_unknown_precision_is_one_line(capsys, command):
     assert exit.value.code == 2 and err.count("\n") == 1, err
     assert re.match(r"error: argument --precision: invalid choice: '?fp8'?.*fp16", err), err
     assert f"see python -m musicdiff_nb {command} --help" in err
+
+
+# -- one run, declared once ----------------------------------------------------------
+
+def printed_run(*argv) -> RunConfig:
+    """The run that ``train --print-config`` prints for these options."""
+    printed = run(*argv, "--print-config")
+    return RunConfig.from_dict(yaml.safe_load(printed))
+
+
+def test_the_defaults_are_the_run_configs():
+    """One default per setting: the options' defaults are RunConfig()'s (the CLI adds only its output folder)."""
+    assert printed_run("train") == RunConfig().replace(train=dict(out_dir="runs/demo"))
+
+
+def test_every_field_of_the_run_is_an_option():
+    from musicdiff_nb.__main__ import NOT_OPTIONS, OPTION_NAMES
+    from musicdiff_nb.config import SECTIONS
+    printed = run("train", "--help")
+    for section in ("spectrogram", "model", "schedule", "train", "data"):
+        for f in dataclasses.fields(SECTIONS[section]):
+            option = OPTION_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+            assert f.name in NOT_OPTIONS or re.search(rf"(?<![\w-]){option}(?![\w-])", printed), option
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_print_config_and_config_round_trip(tmp_path, suffix):
+    chosen = printed_run("train", "--spectrogram", "seed", "--representation", "complex", "--preset", "seed",
+                         "--data", "scores", "--conditioning", "text", "--lr", "2e-4", "--max-songs", "none",
+                         "--beta-schedule", "cosine", "--no-resume", "--time-limit", "90")
+    assert (chosen.spectrogram.sample_rate, chosen.model.hidden_size, chosen.schedule.beta_schedule) == \
+        (22050, 256, "cosine")
+    assert (chosen.train.lr, chosen.train.resume, chosen.train.time_limit) == (2e-4, False, 90.0)
+    assert (chosen.data.source, chosen.data.max_songs, chosen.conditioning) == ("scores", None, "text")
+    path = chosen.save(tmp_path / f"run{suffix}")
+    assert printed_run("train", "--config", str(path)) == chosen
+    assert printed_run("train", "--config", str(path), "--steps", "9") == chosen.replace(train=dict(steps=9))
+
+
+def test_a_config_with_an_unknown_setting_is_one_line(capsys, tmp_path):
+    (tmp_path / "run.yaml").write_text("train:\n  step: 100\n")
+    err = error_of(capsys, "train", "--config", str(tmp_path / "run.yaml"))
+    assert "run.yaml: train has no setting(s) ['step']; its settings are " in err
+    (tmp_path / "run.yaml").write_text("trian:\n  steps: 100\n")
+    assert "unknown section(s) ['trian']" in error_of(capsys, "train", "--config", str(tmp_path / "run.yaml"))
+    assert "no run config at missing.yaml" in error_of(capsys, "train", "--config", "missing.yaml")

@@ -144,9 +144,9 @@ def test_conditioned_samples_carry_the_requested_label(demo_labelled):
     specs, targets, names = demo_labelled
     judge = train_judge(specs, targets, names, MAGNITUDE_SPEC)
     model = tiny(label_conditioning(names), MAGNITUDE_SPEC)
-    history = train(model, DDPMSchedule(), (specs, targets), TrainConfig(
+    state = train(model, DDPMSchedule(), (specs, targets), TrainConfig(
         steps=400, batch_size=16, lr=2e-3, ema_decay=0.99, log_every=50, progress=False))
-    sweep = guidance_sweep(history.ema, DDPMSchedule(), judge, [0.0, 3.0], n_per_set=4, steps=10)
+    sweep = guidance_sweep(state.ema, DDPMSchedule(), judge, [0.0, 3.0], n_per_set=4, steps=10)
     print(f"hit rate of the requested theme: {sweep}")
     unconditioned, guided = sweep[0]["hit_rate"], sweep[1]["hit_rate"]
     assert guided >= unconditioned + 0.2, sweep

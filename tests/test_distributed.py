@@ -83,10 +83,10 @@ def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path):
 
     written = {path.stem: json.loads(path.read_text()) for path in writes.glob("*.json")}
     assert {"rank0", "rank1"} <= written.keys()
-    assert {Path(path).name for path in written.pop("rank0")} >= {"last.pt", "loss.png"}
+    assert {Path(path).name for path in written.pop("rank0")} >= {"last.pt", "loss.png", "run.yaml"}
     assert all(paths == [] for paths in written.values()), written  # rank 1 and the launcher wrote nothing
-    assert sorted(path.name for path in double.iterdir()) == ["last.pt", "loss.png"]
-    assert result.stdout.count("training tiny") == 1 and result.stdout.count("done: 6 steps") == 1
+    assert sorted(path.name for path in double.iterdir()) == ["last.pt", "loss.png", "run.yaml"]
+    assert result.stdout.count("training a DiT") == 1 and result.stdout.count("done: 6 steps") == 1
 
 
 @pytest.mark.slow

@@ -223,7 +223,7 @@ def test_training_monitor(demo_clips, shown):
                                        redraw_seconds=0)
     assert torch.count_nonzero(monitor.predictions[0]) == 0  # a fresh DiT predicts zeros
     history = train(model, schedule, demo_clips, TrainConfig(steps=20, batch_size=3, lr=3e-3, log_every=5,
-                                                              progress=False), callback=monitor)
+                                                              progress=False), callback=monitor).history
     assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
     assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
     assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated

@@ -58,7 +58,7 @@ def test_fp16_learns_and_skips_the_step_whose_gradients_are_inf(demo_clips, tmp_
     model = inf_gradient_at(tiny(), {3})
     cfg = TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10, precision="fp16", out_dir=str(tmp_path),
                       progress=False)
-    history = train(model, DDPMSchedule(), demo_clips, cfg)
+    history = train(model, DDPMSchedule(), demo_clips, cfg).history
     assert history.loss[-1] < 0.8 * history.loss[0], history.loss
     assert type(history.skipped_steps) is int and history.skipped_steps == 1
     assert all(p.isfinite().all() for p in model.parameters())
@@ -71,7 +71,7 @@ def test_fp16_resume_continues_the_run_and_its_loss_scale_exactly(demo_clips, tm
     def run(out, steps, model):
         cfg = TrainConfig(steps=steps, batch_size=2, log_every=1, checkpoint_every=2, out_dir=str(out),
                           precision="fp16", progress=False, cond_dropout=0.0)
-        return train(model, DDPMSchedule(), demo_clips, cfg)
+        return train(model, DDPMSchedule(), demo_clips, cfg).history
 
     straight = run(tmp_path / "straight", 8, inf_gradient_at(tiny(), {2}))
     run(tmp_path / "split", 4, inf_gradient_at(tiny(), {2}))

@@ -9,8 +9,8 @@ import torch
 from musicdiff_nb import (
     DDPMSchedule,
     DiT,
+    RunConfig,
     load_checkpoint,
-    load_music_dataset,
     spectrograms,
     to_spectrogram,
     train,
@@ -27,7 +27,7 @@ N = 48
 @pytest.fixture(scope="module")
 def split_reference():
     """Held-out demo songs: N clips drawn from them to be scored as 'real', and the reference of the rest."""
-    reference = build_reference("demo", TEST_SPEC, max_train_clips_per_song=8, judge_steps=150)
+    reference = build_reference(RunConfig(spectrogram=TEST_SPEC), max_train_clips_per_song=8, judge_steps=150)
     order = torch.randperm(len(reference.real), generator=torch.Generator().manual_seed(0))
     return reference.real[order[:N]], replace(reference, real=reference.real[order[N:]])
 
@@ -98,14 +98,12 @@ def test_the_shipped_model_sounds_better_than_a_quick_one():
     path = trained_checkpoint()
     assert path.stat().st_size <= 25e6
     ckpt = load_checkpoint(path)
-    assert ckpt.metadata["split"]["held_out"] > 0 and ckpt.spectrogram == notebook_settings("cpu").training_spectrogram
-    reference = build_reference(ckpt.metadata["data"], ckpt.spectrogram, **ckpt.metadata["split"],
-                                max_train_clips_per_song=8, judge_steps=150)
+    assert ckpt.run.data.held_out > 0 and ckpt.spectrogram == notebook_settings("cpu").spectrogram
+    reference = build_reference(ckpt.run, max_train_clips_per_song=8, judge_steps=150)
     quick = notebook_settings("quick")
-    clips = spectrograms(load_music_dataset("demo", ckpt.spectrogram, subset="train", max_clips_per_song=4,
-                                            keep_audio=False))
+    clips = spectrograms(ckpt.run.load_data(max_clips_per_song=4, keep_audio=False))
     torch.manual_seed(0)
-    history = train(DiT(ckpt.model.config), DDPMSchedule(), clips, quick.train_config(out_dir=None, progress=False))
+    state = train(DiT(ckpt.model.config), DDPMSchedule(), clips, replace(quick.train, out_dir=None, progress=False))
     scores = {name: evaluate(model, DDPMSchedule(), reference, n=32, steps=20).fd["features"]["normalised"]
-              for name, model in [("shipped", ckpt.ema), ("quick", history.ema)]}
+              for name, model in [("shipped", ckpt.ema), ("quick", state.ema)]}
     assert scores["shipped"] < scores["quick"], scores

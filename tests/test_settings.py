@@ -3,55 +3,62 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicdiff_nb import DiT, DiTConfig, SpectrogramConfig
+from musicdiff_nb import DiTConfig, RunConfig, SpectrogramConfig
 from musicdiff_nb.settings import notebook_settings
 
 
 def test_quick_mode_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSICDIFF_QUICK", "1")
-    assert notebook_settings().mode == "quick"
+    assert notebook_settings() == notebook_settings("quick")
     monkeypatch.setenv("MUSICDIFF_QUICK", "0")
-    assert notebook_settings().mode in ("cpu", "gpu")
+    assert notebook_settings() in (notebook_settings("cpu"), notebook_settings("gpu"))
 
 
+@pytest.mark.parametrize("conditioned", [False, True])
 @pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
-def test_the_pieces_fit_together(mode):
-    settings = notebook_settings(mode)
-    model = DiT(settings.model_config())
-    spec = settings.training_spectrogram
-    assert spec.shape[1:] == settings.spectrogram.shape[1:]  # another representation of the same STFT's clips
-    assert model(torch.zeros(1, *spec.shape), 10).shape == (1, *spec.shape)
-    train = settings.train_config(steps=7)
-    assert (train.steps, train.batch_size, train.lr) == (7, settings.batch_size, settings.lr)
-    assert train.checkpoint_path == Path("runs") / mode / "last.pt"
-    assert mode in settings.describe() and str(spec.shape) in settings.describe()
-    magnitude = settings.model_config(in_channels=1, cond_dim=5)  # another representation, conditioned
-    assert (magnitude.in_channels, magnitude.cond_dim, magnitude.input_size) == (1, 5, spec.shape[1:])
+def test_the_pieces_fit_together(mode, conditioned):
+    run = notebook_settings(mode, conditioned=conditioned)
+    assert isinstance(run, RunConfig)
+    spec = run.spectrogram
+    assert run.stft.representation == "complex" and run.stft.shape[1:] == spec.shape[1:]  # the same clips
+    conditioning = run.build_conditioning(["a", "b"]) if conditioned else None
+    model = run.build_model(conditioning)
+    cond = torch.zeros(1, model.config.cond_dim) if conditioned else None
+    assert model(torch.zeros(1, *spec.shape), 10, cond).shape == (1, *spec.shape)
+    assert run.build_schedule().num_timesteps == run.schedule.num_timesteps
+    out = Path("runs") / mode / ("07_conditioning" if conditioned else "")
+    assert run.train.checkpoint_path == out / "last.pt"
+    assert str(spec.shape) in run.describe()
+
+
+def test_the_cpu_run_is_the_main_jobs_defaults():
+    assert notebook_settings("cpu") == RunConfig().replace(train=dict(out_dir="runs/cpu"))
 
 
 def test_gpu_mode_is_the_seeds_workload():
-    settings = notebook_settings("gpu")
-    assert settings.spectrogram == SpectrogramConfig.preset("seed")
-    assert settings.model_config() == DiTConfig.preset("seed")
-    assert settings.max_songs is None and settings.max_clips_per_song is None
+    run = notebook_settings("gpu")
+    assert run.spectrogram == SpectrogramConfig.preset("seed")
+    assert run.model == DiTConfig.preset("seed")
+    assert run.data.max_songs is None and run.data.max_clips_per_song is None
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="'gpu', 'cpu' or 'quick'"):
+    with pytest.raises(ValueError, match="mode='tpu': use one of"):
         notebook_settings("tpu")
 
 
 @pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
 def test_07s_clips_last_at_least_a_second(mode):
     """A shorter clip plays as "0:00" in a notebook's audio player."""
-    settings = notebook_settings(mode)
-    assert settings.conditioned_spectrogram.clip_seconds >= 1.0
-    assert settings.conditioned_spectrogram.representation == "magnitude"
+    conditioned = notebook_settings(mode, conditioned=True)
+    assert conditioned.spectrogram.clip_seconds >= 1.0
+    assert conditioned.spectrogram.representation == "magnitude" and conditioned.conditioning == "labels"
     if mode != "quick":
-        assert settings.spectrogram.clip_seconds >= 1.0
+        assert notebook_settings(mode).spectrogram.clip_seconds >= 1.0
 
 
 def test_quick_mode_respaces_ddpm_and_shortens_07():
     quick, cpu = notebook_settings("quick"), notebook_settings("cpu")
-    assert cpu.ddpm_steps is None and 1 < quick.ddpm_steps < 1000  # all T timesteps, or a respaced few
-    assert quick.scores_songs < cpu.scores_songs and quick.conditioned_steps < cpu.conditioned_steps
+    assert cpu.sample.ddpm_steps is None and 1 < quick.sample.ddpm_steps < 1000  # all T timesteps, or a respaced few
+    quick, cpu = notebook_settings("quick", conditioned=True), notebook_settings("cpu", conditioned=True)
+    assert quick.data.max_songs < cpu.data.max_songs and quick.train.steps < cpu.train.steps

@@ -37,20 +37,22 @@ def run(ds, stream, steps=6, out=None):
 
 def test_streaming_trains_on_the_same_batches_as_memory(demo_dataset):
     """Two epochs of 3 steps, labels conditioning the model: bit for bit on a CPU."""
-    in_memory, history = run(demo_dataset, stream=False)
-    streamed, streamed_history = run(demo_dataset, stream=True)
+    in_memory, state = run(demo_dataset, stream=False)
+    streamed, streamed_state = run(demo_dataset, stream=True)
+    history, streamed_history = state.history, streamed_state.history
     assert streamed_history.step == history.step == list(range(1, 7))
     assert streamed_history.loss == history.loss
     for name, tensor in in_memory.state_dict().items():
         assert torch.equal(streamed.state_dict()[name], tensor), name
-    for name, tensor in history.ema.state_dict().items():
-        assert torch.equal(streamed_history.ema.state_dict()[name], tensor), name
+    for name, tensor in state.ema.state_dict().items():
+        assert torch.equal(streamed_state.ema.state_dict()[name], tensor), name
 
 
 def test_a_streamed_run_resumes_mid_epoch_exactly(demo_dataset, tmp_path):
     _, straight = run(demo_dataset, stream=False, steps=8, out=tmp_path / "straight")
     run(demo_dataset, stream=True, steps=4, out=tmp_path / "split")  # stops after the first step of epoch 2
     _, resumed = run(demo_dataset, stream=True, steps=8, out=tmp_path / "split")
+    straight, resumed = straight.history, resumed.history
     assert resumed.step == straight.step and resumed.loss == straight.loss
     final_a, final_b = load_checkpoint(tmp_path / "straight/last.pt"), load_checkpoint(tmp_path / "split/last.pt")
     for name, tensor in final_a.ema.state_dict().items():

@@ -26,9 +26,10 @@ def test_overfit_one_clip_then_ddim_reproduces_it(demo_clips):
     clip = demo_clips[1:2]
     model, schedule = tiny(), DDPMSchedule()
     cfg = TrainConfig(steps=600, batch_size=8, lr=3e-3, ema_decay=0.99, log_every=20, progress=False)
-    history = train(model, schedule, clip.expand(8, -1, -1, -1), cfg)
+    state = train(model, schedule, clip.expand(8, -1, -1, -1), cfg)
+    history = state.history
     assert history.loss[0] / history.loss[-1] >= 10, history.loss
-    generated = sample(history.ema, schedule, 2, steps=25, generator=torch.Generator().manual_seed(1))
+    generated = sample(state.ema, schedule, 2, steps=25, generator=torch.Generator().manual_seed(1))
     error = relative_error(generated, clip.expand(2, -1, -1, -1))
     nearest_other = min(relative_error(other, clip[0]) for other in demo_clips if not torch.equal(other, clip[0]))
     assert error < 0.05, error
@@ -38,8 +39,9 @@ def test_overfit_one_clip_then_ddim_reproduces_it(demo_clips):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_other_objectives_learn(demo_clips, prediction_type):
     model = tiny(prediction_type=prediction_type)
-    history = train(model, DDPMSchedule(), demo_clips, TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10,
+    state = train(model, DDPMSchedule(), demo_clips, TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10,
                                                                    progress=False))
+    history = state.history
     assert history.loss[-1] < history.loss[0]
 
 
@@ -47,16 +49,16 @@ def test_checkpoint_round_trip(demo_clips, tmp_path):
     model, schedule = tiny(cond_dim=3), DDPMSchedule(beta_schedule="cosine")
     cond = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
     cfg = TrainConfig(steps=20, batch_size=3, log_every=5, checkpoint_every=10, out_dir=str(tmp_path), progress=False)
-    history = train(model, schedule, (demo_clips, cond), cfg,
-                    metadata={"spectrogram": TEST_SPEC.__dict__, "label_names": ["a", "b", "c"]})
+    state = train(model, schedule, (demo_clips, cond), cfg)
+    history = state.history
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt.step == 20 and ckpt.history.loss == history.loss
     assert ckpt.model.config == model.config and ckpt.schedule.config == schedule.config
     assert ckpt.train_config == cfg
-    assert ckpt.spectrogram == TEST_SPEC and ckpt.label_names == ["a", "b", "c"]
+    assert ckpt.run is None and ckpt.spectrogram is None  # bare tensors and a TrainConfig: no run to record
     for name, tensor in model.state_dict().items():
         assert torch.equal(ckpt.model.state_dict()[name], tensor.cpu()), name
-    for name, tensor in history.ema.state_dict().items():
+    for name, tensor in state.ema.state_dict().items():
         assert torch.equal(ckpt.ema.state_dict()[name], tensor.cpu()), name
 
 
@@ -64,7 +66,7 @@ def test_resume_continues_the_run_exactly(demo_clips, tmp_path):
     def run(out, steps):
         cfg = TrainConfig(steps=steps, batch_size=2, log_every=1, checkpoint_every=2, out_dir=str(out),
                           progress=False, cond_dropout=0.0)
-        return train(tiny(), DDPMSchedule(), demo_clips, cfg)
+        return train(tiny(), DDPMSchedule(), demo_clips, cfg).history
 
     straight = run(tmp_path / "straight", 8)
     run(tmp_path / "split", 4)  # stops at 4 ...
@@ -129,33 +131,36 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(demo_clips
 def test_resume_refuses_other_run_settings_or_data(demo_clips, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(tmp_path), progress=False)
     train(tiny(), DDPMSchedule(), demo_clips, cfg)
-    with pytest.raises(ValueError, match=r"continues a run with lr=0.0003 \(now 0.001\), seed=0 \(now 1\): pass the "
+    with pytest.raises(ValueError, match=r"continues a run with lr=0.001 \(now 0.003\), seed=0 \(now 1\): pass the "
                                          "same settings to resume it, or choose another out_dir"):
-        train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=4, lr=1e-3, seed=1))
+        train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=4, lr=3e-3, seed=1))
     with pytest.raises(ValueError, match="trained on 6 clips, this data has 4: resume on the same data"):
         train(tiny(), DDPMSchedule(), demo_clips[:4], replace(cfg, steps=4))
     # the length of the run, logging, checkpointing and the device may change
-    history = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=5, log_every=3, checkpoint_every=3,
+    state = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=5, log_every=3, checkpoint_every=3,
                                                                 device="cpu"))
+    history = state.history
     assert history.step == [1, 2, 3, 5]
 
 
 def test_a_time_limit_ends_the_run_at_a_logged_step_and_saves_it(demo_clips, tmp_path):
     cfg = TrainConfig(steps=10**6, time_limit=1.0, batch_size=6, log_every=5, checkpoint_every=10**6,
                       out_dir=str(tmp_path), progress=False)
-    history = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    state = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    history = state.history
     steps = history.step[-1]
     assert 0 < steps < 10**6 and steps % 5 == 0 and history.seconds >= 1.0
     assert load_checkpoint(tmp_path / "last.pt").step == steps
     # resumed with the same budget, it has nothing left to train; with a larger one, it continues
-    assert train(tiny(), DDPMSchedule(), demo_clips, cfg).step[-1] == steps
-    more = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, time_limit=2.0))
+    assert train(tiny(), DDPMSchedule(), demo_clips, cfg).history.step[-1] == steps
+    more = train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, time_limit=2.0)).history
     assert more.step[-1] > steps and more.seconds >= 2.0
 
 
 def test_min_snr_weighting_learns(demo_clips):
     cfg = TrainConfig(steps=60, batch_size=6, lr=3e-3, log_every=10, loss_weighting="min_snr", progress=False)
-    history = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    state = train(tiny(), DDPMSchedule(), demo_clips, cfg)
+    history = state.history
     assert history.loss[-1] < 0.8 * history.loss[0], history.loss
     with pytest.raises(ValueError, match="loss_weighting"):
         TrainConfig(loss_weighting="snr")
@@ -174,7 +179,8 @@ def test_one_step_by_hand_is_the_first_step_of_train(demo_clips):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.grad_clip)
     optimizer.step()
-    history = train(model, schedule, demo_clips, cfg)
+    state = train(model, schedule, demo_clips, cfg)
+    history = state.history
     assert history.loss == [pytest.approx(loss.item(), rel=1e-6)]
     torch.testing.assert_close(dict(by_hand.named_parameters()), dict(model.named_parameters()))
     assert not torch.equal(model.final_layer.deembed.weight, tiny().final_layer.deembed.weight)  # a step was taken

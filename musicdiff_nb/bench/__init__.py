@@ -27,9 +27,9 @@ import torch
 
 from ..files import atomic_write
 from ..model import DiTConfig
+from ..processes import pick_device
 from ..sample import SAMPLERS
 from ..spectrogram import SpectrogramConfig
-from ..train import pick_device
 from . import (
     fast_path,
     measure,

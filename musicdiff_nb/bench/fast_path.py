@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..model import DiT, DiTConfig, deembed_patches
 from ..spectrogram import SpectrogramConfig, compress, stft, to_spectrogram
-from ..train import ema_model, update_ema
+from ..train import update_ema
 from . import measure
 
 
@@ -48,7 +48,7 @@ def ema(model: DiT, decay: float = 0.999) -> dict:
         for a, c in zip(averaged, current):
             a.lerp_(c, 1 - d)
 
-    ours, previous, updates = ema_model(model), AveragedModel(model, multi_avg_fn=device_side_update), [0]
+    ours, previous, updates = AveragedModel(model), AveragedModel(model, multi_avg_fn=device_side_update), [0]
 
     def ours_step():
         update_ema(ours, model, decay, updates[0])

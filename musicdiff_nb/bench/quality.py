@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from ..data import SPLIT, load_music_dataset, spectrograms
+from ..config import DataConfig, RunConfig, TrainConfig
+from ..data import load_music_dataset, spectrograms
 from ..files import atomic_write
-from ..model import DiT, DiTConfig
+from ..model import DiTConfig
 from ..quality import build_reference, evaluate
 from ..schedule import DDPMSchedule
 from ..spectrogram import SpectrogramConfig, to_spectrogram
-from ..train import TrainConfig, train
+from ..train import train
 
 BASELINE = {
     "spectrogram": {"preset": "small"},
@@ -90,17 +91,18 @@ def run_variant(name: str, overrides: dict, minutes: float, out_dir: Path, refer
                 sample_steps: int, seed: int = 0) -> dict:
     settings = merged(overrides)
     spec, model_config, schedule, data = configs(settings)
-    ds = load_music_dataset("demo", spec, subset="train", keep_audio=False, **SPLIT, **data)
-    cfg = TrainConfig(steps=10**9, time_limit=60 * minutes, seed=seed, out_dir=str(out_dir / name), progress=False,
-                      log_every=50, checkpoint_every=10**6, **settings["train"])
+    run = RunConfig(spec, model_config, schedule.config, data=DataConfig(**data), train=TrainConfig(
+        steps=10**9, time_limit=60 * minutes, seed=seed, out_dir=str(out_dir / name), progress=False, log_every=50,
+        checkpoint_every=10**6, **settings["train"]))
+    ds = run.load_data(keep_audio=False)
     torch.manual_seed(seed)
-    model = DiT(model_config)
-    history = train(model, schedule, spectrograms(ds), cfg,
-                    metadata={"spectrogram": asdict(spec), "data": "demo", "split": SPLIT})
+    model = run.build_model()
+    state = train(model, schedule, spectrograms(ds), run)
+    history = state.history
     key = json.dumps(asdict(spec), sort_keys=True)
     if key not in references:
-        references[key] = build_reference("demo", spec, **SPLIT)
-    report = evaluate(history.ema, schedule, references[key], n=n, steps=sample_steps, seed=seed)
+        references[key] = build_reference(run)
+    report = evaluate(state.ema, schedule, references[key], n=n, steps=sample_steps, seed=seed)
     return {"variant": name, "settings": settings, "steps": history.step[-1], "seconds": history.seconds,
             "final_loss": history.loss[-1], "parameters": model.num_parameters(), "clips": len(ds),
             **report.to_dict()}

@@ -35,13 +35,14 @@ from dataclasses import asdict
 
 import torch
 
+from ..config import RunConfig, TrainConfig
 from ..data import SPLIT, load_music_dataset, spectrograms
 from ..model import DiT, DiTConfig
 from ..quality import EMBEDDINGS, build_reference, load_for_scoring, score
 from ..sample import sample
 from ..schedule import DDPMSchedule
 from ..spectrogram import SpectrogramConfig
-from ..train import TrainConfig, train
+from ..train import train
 from . import measure
 
 REFERENCE_STEPS = 50
@@ -62,15 +63,13 @@ def demo_model(config: DiTConfig, spec: SpectrogramConfig, device: torch.device,
     schedule = DDPMSchedule(num_timesteps=timesteps)
     cfg = TrainConfig(steps=steps, batch_size=min(16, len(clips)), lr=1e-3, ema_decay=0.995,
                       log_every=steps, checkpoint_every=steps, device=str(device), progress=False)
-    history = train(model, schedule, clips, cfg,
-                    metadata={"spectrogram": asdict(spec), "data": "demo", "split": SPLIT})
-    return history.ema, schedule
+    return train(model, schedule, clips, cfg).ema, schedule
 
 
 def checkpoint_model(path: str, device: torch.device):
-    """A checkpoint's EMA model, schedule, spectrogram, data source and split."""
-    ckpt, split = load_for_scoring(path, device)
-    return ckpt.ema, ckpt.schedule, ckpt.spectrogram, ckpt.metadata.get("data", "demo"), split
+    """A checkpoint's EMA model, schedule, and the run to score it as."""
+    ckpt, run = load_for_scoring(path, device)
+    return ckpt.ema, ckpt.schedule, run
 
 
 def contenders(samplers: tuple[str, ...], steps: tuple[int, ...], timesteps: int) -> dict[str, dict]:
@@ -141,18 +140,19 @@ def run(device: torch.device, config: DiTConfig, spec: SpectrogramConfig, checkp
     if len(seeds) < 2:
         raise ValueError(f"seeds={list(seeds)}: give two or more, the FD noise is their spread")
     if checkpoint:
-        model, schedule, spec, source, split = checkpoint_model(checkpoint, device)
+        model, schedule, scored_as = checkpoint_model(checkpoint, device)
+        spec = scored_as.spectrogram
         description = f"checkpoint {checkpoint}"
     else:
         model, schedule = demo_model(config, spec, device, train_steps, timesteps, max_clips_per_song)
-        source, split = "demo", SPLIT
+        scored_as = RunConfig(spectrogram=spec, model=config)
         description = (f"a DiT of {model.num_parameters() / 1e6:.2f} M parameters trained {train_steps} steps on the "
                        "demo set's training songs")
     model, seeds = model.to(device).eval(), list(seeds)
     plan = contenders(samplers, steps, schedule.num_timesteps)
     drawn, times = draw_timed(model, schedule, plan, clips, seeds, device)
 
-    real_music = build_reference(source, spec, **split)
+    real_music = build_reference(scored_as)
     ddpm = contender_name("ddpm", schedule.num_timesteps)
     rows = {}
     for name, c in plan.items():
@@ -162,7 +162,8 @@ def run(device: torch.device, config: DiTConfig, spec: SpectrogramConfig, checkp
                       "speedup_vs_ddpm": measure.median(times[ddpm]) / measure.median(times[name]),
                       "fd": quality_figures(reports), "quality": [r.to_dict() for r in reports]}
     reference = contender_name("ddim", min(REFERENCE_STEPS, schedule.num_timesteps))
-    return {"benchmark": "sampling", "model": description, "data": source, "split": split, "clips": clips,
+    return {"benchmark": "sampling", "model": description, "data": scored_as.data.source,
+            "split": {k: getattr(scored_as.data, k) for k in ("held_out", "split_seed")}, "clips": clips,
             "scored_clips": rows[ddpm]["quality"][0]["n"], "seeds": seeds, "samplers": list(samplers),
             "spectrogram": asdict(spec), "contenders": rows, **compare(rows, samplers, reference, ddpm)}
 

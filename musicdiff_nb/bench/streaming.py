@@ -22,6 +22,7 @@ costs, whatever else runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -76,7 +77,7 @@ def demo_files(spec: SpectrogramConfig, songs: int | None, clips_per_song: int |
     return [f["filename"] for f in ds.cache_files]
 
 
-def train_in_process(files: list[str], stream: bool, preset: str, batch_size: int, steps: int,
+def train_in_process(files: list[str], stream: bool, model: dict, batch_size: int, steps: int,
                      threads: int | None) -> dict:
     """A run in this process (the child's side): its steady steps/s and peak resident memory."""
     if threads:
@@ -84,7 +85,7 @@ def train_in_process(files: list[str], stream: bool, preset: str, batch_size: in
     ds = open_files(files)
     shape = ds.features["spectrogram"].shape
     torch.manual_seed(0)
-    model = DiT(DiTConfig.preset(preset, in_channels=shape[0], input_size=tuple(shape[1:])))
+    model = DiT(DiTConfig(**{**model, "in_channels": shape[0], "input_size": tuple(shape[1:])}))
     logged, pss, paused = [], [], [0.0]
 
     def on_log(step, *_):
@@ -154,9 +155,10 @@ def run(spec: SpectrogramConfig | None = None, preset: str | None = None, batch_
         steps: int = 60, sizes: tuple[int, ...] = SIZES, repeats: int = 2, threads: int | None = None,
         songs: int | None = None, clips_per_song: int | None = None) -> dict:
     cpu = notebook_settings("cpu")  # the notebooks' CPU run: its spectrogram, model and batch
-    spec = spec or cpu.training_spectrogram
-    preset, batch_size = preset or cpu.model_preset, batch_size or cpu.batch_size
-    common = dict(preset=preset, batch_size=batch_size, steps=steps, threads=threads)
+    spec = spec or cpu.spectrogram
+    model = DiTConfig.preset(preset) if preset else cpu.model
+    batch_size = batch_size or cpu.train.batch_size
+    common = dict(model=dataclasses.asdict(model), batch_size=batch_size, steps=steps, threads=threads)
     files = demo_files(spec, songs, clips_per_song)
     with tempfile.TemporaryDirectory(prefix="musicdiff-streaming-") as tmp:
         data = {times: write_repeated(files, times, Path(tmp)) for times in sizes}
@@ -177,8 +179,9 @@ def run(spec: SpectrogramConfig | None = None, preset: str | None = None, batch_
                       **{key: max(r[key] for r in results)
                          for key in ("peak_rss_bytes", "peak_anonymous_pss_bytes", "peak_file_pss_bytes")}}
     streamed, in_memory = rows[f"streaming {sizes[0]}x"], rows[f"in memory {sizes[0]}x"]
-    return {"benchmark": "streaming", "spectrogram": spec.shape, "preset": preset, "batch_size": batch_size,
-            "steps": steps, "repeats": repeats, "rows": rows,
+    return {"benchmark": "streaming", "spectrogram": spec.shape, "preset": preset or "the CPU run's",
+            "model": dataclasses.asdict(model), "batch_size": batch_size, "steps": steps, "repeats": repeats,
+            "rows": rows,
             "steps_per_s_ratio": streamed["steps_per_s"] / in_memory["steps_per_s"],
             "cpu_per_step_ratio": streamed["cpu_seconds_per_step"] / in_memory["cpu_seconds_per_step"]}
 

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..data import SPLIT, spectrograms
+from ..checkpoint import load_checkpoint
+from ..data import spectrograms
 from ..files import atomic_write
 from ..model import DiT, DiTConfig
 from ..quality import build_reference, evaluate, score
 from ..schedule import DDPMSchedule
 from ..settings import notebook_settings
-from ..train import load_checkpoint, train
+from ..train import train
 from .train_step import diffusers_dit
 
 CONTENDERS = ("ours", "diffusers")
@@ -54,18 +54,18 @@ def mark_path(out_dir: Path, name: str, minutes: float) -> Path:
 def train_ours(settings, clips, marks, out_dir: Path):
     """``train``, continued (resumed exactly) ``CHUNK_STEPS`` at a time until each mark."""
     torch.manual_seed(0)
-    model = DiT(settings.model_config())
+    model = settings.build_model()
     steps, used = 0, 0.0
     for minutes in marks:
         while used < 60 * minutes:
             start = time.process_time()
             steps += CHUNK_STEPS
-            cfg = settings.train_config(steps=steps, out_dir=str(out_dir / "ours"), log_every=50,
-                                        checkpoint_every=10**6, progress=False, resume=steps > CHUNK_STEPS)
-            train(model, DDPMSchedule(), clips, cfg, metadata={
-                "spectrogram": asdict(settings.training_spectrogram), "data": "demo", "split": SPLIT})
+            run = settings.replace(train=dict(steps=steps, out_dir=str(out_dir / "ours"), log_every=50,
+                                              checkpoint_every=10**6, progress=False, resume=steps > CHUNK_STEPS))
+            train(model, run.build_schedule(), clips, run)
             used += time.process_time() - start
-        save(mark_path(out_dir, "ours", minutes), load_checkpoint(cfg.checkpoint_path).ema.state_dict(), steps, used)
+        weights = load_checkpoint(run.train.checkpoint_path).ema.state_dict()
+        save(mark_path(out_dir, "ours", minutes), weights, steps, used)
 
 
 def peer_forward(net, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -87,13 +87,13 @@ def train_peer(settings, clips, marks, out_dir: Path):
     low, high = float(clips.min()), float(clips.max())
     clips = (clips - low) / (high - low) * 2 - 1  # [-1, 1], as its image pipelines normalise pixels
     torch.manual_seed(0)
-    model = diffusers_dit(settings.model_config())
+    model = diffusers_dit(settings.model)
     scheduler = peer_scheduler()
     optimizer = torch.optim.AdamW(model.parameters(), **PEER_OPTIMIZER)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=PEER_WARMUP_STEPS)
     ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
     generator = torch.Generator().manual_seed(0)
-    batches = shuffled_batches(len(clips), settings.batch_size, generator)
+    batches = shuffled_batches(len(clips), settings.train.batch_size, generator)
     step, seconds = 0, 0.0
     for minutes in marks:
         start = time.process_time()
@@ -109,7 +109,7 @@ def train_peer(settings, clips, marks, out_dir: Path):
             ema.step(model.parameters())
             step += 1
         seconds += time.process_time() - start
-        averaged = diffusers_dit(settings.model_config())
+        averaged = diffusers_dit(settings.model)
         averaged.load_state_dict(model.state_dict())
         ema.copy_to(averaged.parameters())
         save(mark_path(out_dir, "diffusers", minutes), averaged.state_dict(), step, seconds, (low, high))
@@ -147,7 +147,7 @@ def train_contender(name: str, mode: str, marks: tuple[float, ...], out_dir: str
     if threads:
         torch.set_num_threads(threads)
     settings = notebook_settings(mode)
-    clips = spectrograms(settings.load_training_data("demo", keep_audio=False))
+    clips = spectrograms(settings.load_data(keep_audio=False))
     (train_ours if name == "ours" else train_peer)(settings, clips, marks, Path(out_dir))
 
 
@@ -156,7 +156,7 @@ def scored_mark(settings, name: str, path: Path, reference, n: int, steps: int) 
     a mark (ours through ``quality.evaluate``, the peer through its own
     sampler), and what the mark recorded."""
     saved = torch.load(path, weights_only=True)
-    config = settings.model_config()
+    config = settings.model
     model = (DiT if name == "ours" else diffusers_dit)(config)
     model.load_state_dict(saved["weights"])
     model.eval()
@@ -185,7 +185,7 @@ def run(marks: tuple[float, ...] = (2, 5, 10, 20), threshold: float = 0.3, n: in
     if failed:
         raise RuntimeError(f"training of {failed} failed (see its traceback above)")
     settings = notebook_settings(mode)
-    reference = build_reference("demo", settings.training_spectrogram, **SPLIT)
+    reference = build_reference(settings)
     result = {"benchmark": "time-to-quality", "mode": mode, "threads_each": threads, "marks": marks,
               "threshold": threshold, "n": n, "sample_steps": steps, "contenders": {}}
     for name in CONTENDERS:
