@@ -151,7 +151,7 @@ def prepare(args):
 
 
 def train(args):
-    from .plotting import plot_loss, save_figure  # matplotlib and pandas take a second: only plotting commands wait
+    from .viz.figures import plot_loss, save_figure  # matplotlib takes a second: only plotting commands wait
     # bad settings, or a checkpoint of another run in --out, are refused before any song is decoded
     run = run_config(args)
     if args.print_config:
@@ -187,7 +187,7 @@ def _sample_settings(args, ckpt) -> SampleConfig:
 
 
 def sample(args):
-    from .plotting import plot_spectrograms, save_figure  # see train()
+    from .viz.figures import plot_spectrograms, save_figure  # see train()
     if args.n < 1:
         raise ValueError(f"-n {args.n}: ask for at least one clip")
     out = check_writable_folder(args.out)

@@ -65,6 +65,12 @@ class DiTConfig:
     def num_tokens(self) -> int:
         return self.grid_size[0] * self.grid_size[1]
 
+    @property
+    def middle_token(self) -> int:
+        """The token at the centre of the patch grid."""
+        rows, cols = self.grid_size
+        return rows // 2 * cols + cols // 2
+
     @classmethod
     def preset(cls, name: str, **overrides) -> "DiTConfig":
         """Named sizes; ``overrides`` replace any field (e.g. ``input_size``).
@@ -263,6 +269,16 @@ class DiT(nn.Module):
         expected = (self.config.in_channels, *self.config.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"DiT expects x_t of shape [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, F, T] -> the patches' values [B, N, C * p * p]: tokens in
+        the model's order (rows of frequency, then time), each patch's values
+        in the order ``patch_embed``'s weight reads them (channel, row,
+        column), so that the patch embedding is ``patchify(x) @ W.flatten(1).T + b``."""
+        self._check_input(x)
+        B, C = x.shape[:2]
+        (rows, cols), p = self.config.grid_size, self.config.patch_size
+        return x.reshape(B, C, rows, p, cols, p).permute(0, 2, 4, 1, 3, 5).reshape(B, rows * cols, C * p * p)
 
     def embed(self, x: torch.Tensor, t, cond=None, drop_cond=None):
         """Tokens with positions, and the conditioning vector c."""

@@ -39,6 +39,29 @@ def test_patch_deembedding_is_the_transposed_convolution(input_size, patch):
     assert torch.allclose(deembed_patches(tokens, deembed, grid), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("input_size, patch", [((64, 32), 8), ((32, 96), 4)])
+def test_patchify_gives_the_patches_the_patch_embedding_reads(input_size, patch):
+    """Token n of patch_embed is the linear map of patchify's row n, and that
+    row is the patch at grid cell divmod(n, cols): rows of frequency, then time."""
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=input_size, patch_size=patch)))
+    x = torch.randn(3, 2, *input_size)
+    pixels = model.patchify(x)
+    assert pixels.shape == (3, model.config.num_tokens, 2 * patch * patch)
+    conv = model.patch_embed(x).flatten(2).transpose(1, 2)
+    assert torch.allclose(pixels @ model.patch_embed.weight.flatten(1).T + model.patch_embed.bias, conv, atol=1e-5)
+    n = model.config.num_tokens - 2
+    row, col = divmod(n, model.config.grid_size[1])
+    assert torch.equal(pixels[1, n], x[1, :, row * patch:(row + 1) * patch, col * patch:(col + 1) * patch].flatten())
+    with pytest.raises(ValueError, match="DiT expects x_t of shape"):
+        model.patchify(torch.randn(1, 2, input_size[0], input_size[1] + patch))
+
+
+@pytest.mark.parametrize("input_size, patch, middle", [((64, 32), 8, 4 * 4 + 2), ((32, 96), 4, 4 * 24 + 12),
+                                                       ((24, 40), 8, 1 * 5 + 2)])
+def test_middle_token_is_the_centre_of_the_grid(input_size, patch, middle):
+    assert DiTConfig.preset("tiny", input_size=input_size, patch_size=patch).middle_token == middle
+
+
 def test_fresh_adaln_zero_block_is_the_identity():
     model = DiT(DiTConfig.preset("tiny"))
     x, c = torch.randn(2, 10, 64), torch.randn(2, 64)

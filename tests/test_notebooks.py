@@ -63,7 +63,7 @@ def test_cells_are_short_and_figures_come_from_the_package(name):
         lines = [line for line in cell.source.splitlines() if line.strip()]
         assert len(lines) <= MAX_CELL_LINES, f"{name}: a {len(lines)}-line cell belongs in the package:\n{cell.source}"
         assert not re.search(r"^\s*(import matplotlib|from matplotlib)", cell.source, re.M), \
-            f"{name}: figures come from musicdiff_nb.plotting"
+            f"{name}: figures come from musicdiff_nb.viz"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), f"{name}: functions belong in the package"
 
 

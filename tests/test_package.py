@@ -74,7 +74,8 @@ def test_the_readme_lists_what_the_package_exports():
     listed = [name.strip() for line in block.splitlines() for name in line.split("#")[0].split(",") if name.strip()]
     assert listed == musicdiff_nb.__all__
     assert all(hasattr(musicdiff_nb, name) for name in musicdiff_nb.__all__)
-    modules = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} | {"bench/"}
+    modules = ({p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+               | {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")})
     tree = readme.split("## The package", 1)[1].split("musicdiff_nb/\n", 1)[1].split("```", 1)[0]
     assert {line.split()[0] for line in tree.splitlines()} == modules  # the README's tree names every module
 

@@ -169,7 +169,7 @@ def run(device: torch.device, config: DiTConfig, spec: SpectrogramConfig, checkp
 
 
 def figure_data(result: dict) -> tuple[dict, dict, float]:
-    """``plotting.plot_sampler_quality``'s arguments from a result: each
+    """``viz.plot_sampler_quality``'s arguments from a result: each
     sampler's FD by steps, DDIM-50 and DDPM as levels, and the FD noise."""
     rows = result["contenders"]
     curves = {s: {row["steps"]: row["fd"]["features"]["mean"] for row in rows.values() if row["sampler"] == s}

@@ -1,9 +1,12 @@
 """Every figure, table and widget the notebooks show, on real music."""
 
 import io
+import subprocess
+import sys
 import warnings
 from types import SimpleNamespace
 
+import ipywidgets
 import matplotlib.pyplot as plt
 import pytest
 import soundfile as sf
@@ -11,9 +14,10 @@ import torch
 from IPython.display import Audio
 from matplotlib.figure import Figure
 
-from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, plotting, sample, train
+from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, sample, train, viz
 from musicdiff_nb.neighbours import nearest_clips
 from musicdiff_nb.spectrogram import magnitude_db
+from musicdiff_nb.viz import draw, widgets
 
 from conftest import TEST_SPEC, randomize
 
@@ -37,8 +41,8 @@ def shown(monkeypatch):
         items.append(obj)
         return Handle() if display_id else None
 
-    monkeypatch.setattr(plotting, "display", display)
-    monkeypatch.setattr(plotting, "_show", lambda output, item: items.append(item))
+    monkeypatch.setattr(widgets, "display", display)
+    monkeypatch.setattr(widgets, "_show", lambda output, item: items.append(item))
     return items
 
 
@@ -66,7 +70,7 @@ def colorbars(fig):
 
 
 def is_still(fig):
-    return isinstance(fig, Figure) and fig.get_suptitle() == plotting.STILL_TITLE
+    return isinstance(fig, Figure) and fig.get_suptitle() == widgets.STILL_TITLE
 
 
 def tiny_model(**overrides):
@@ -75,19 +79,19 @@ def tiny_model(**overrides):
 
 def test_figures_are_not_kept_by_pyplot():
     before = plt.get_fignums()
-    fig, axes = plotting.new_figure(2, 3)
+    fig, axes = draw.new_figure(2, 3)
     assert axes.shape == (2, 3) and plt.get_fignums() == before
 
 
 # -- 01 ------------------------------------------------------------------------
 
 def test_song_table_and_labels(clips_ds):
-    table = plotting.song_table(clips_ds, TEST_SPEC)
+    table = viz.song_table(clips_ds, TEST_SPEC)
     assert list(table.index) == ["aztec.ogg", "castle.ogg"] and list(table["labels"]) == ["aztec", "castle"]
     assert list(table["clips"]) == [3, 3]
     span = table["last clip ends (s)"] - table["first clip starts (s)"]
     assert (span >= 3 * TEST_SPEC.clip_seconds - 0.01).all()
-    fig = plotting.plot_label_counts(clips_ds)
+    fig = viz.plot_label_counts(clips_ds)
     assert_readable(fig)
     per_song = fig.axes[1]  # one label per song: one bar, on a whole-number axis
     assert [t.get_text() for t in per_song.get_xticklabels()] == ["1"] and per_song.get_xlim() == (0.4, 1.6)
@@ -98,9 +102,9 @@ def test_song_table_and_labels(clips_ds):
 
 
 def test_waveforms_and_clips(clips_ds):
-    fig = plotting.plot_waveforms(clips_ds.select([0, 3])["audio"], TEST_SPEC.sample_rate, ["a", "b"])
+    fig = viz.plot_waveforms(clips_ds.select([0, 3])["audio"], TEST_SPEC.sample_rate, ["a", "b"])
     assert_readable(fig, units=["time (s)"])
-    fig = plotting.plot_song_clips(clips_ds, "castle.ogg", TEST_SPEC)
+    fig = viz.plot_song_clips(clips_ds, "castle.ogg", TEST_SPEC)
     assert_readable(fig, units=["time (s)"])
     spans = fig.axes[0].patches
     assert len(spans) == 3 and "3 clips" in fig.axes[0].get_title()
@@ -109,8 +113,8 @@ def test_waveforms_and_clips(clips_ds):
 def test_waveform_envelope_keeps_the_peaks():
     wave = torch.zeros(100_000)
     wave[12_345] = 0.9
-    fig, axes = plotting.new_figure()
-    plotting.draw_waveform(axes[0, 0], wave, 16000, max_points=100)
+    fig, axes = draw.new_figure()
+    draw.draw_waveform(axes[0, 0], wave, 16000, max_points=100)
     top = axes[0, 0].collections[0].get_paths()[0].vertices[:, 1]
     assert top.max() == pytest.approx(0.9)
 
@@ -120,16 +124,16 @@ def test_waveform_envelope_keeps_the_peaks():
 def test_stft_figures(demo_music):
     wave = demo_music[0, : 22050]
     cfg = TEST_SPEC.__class__(sample_rate=22050)
-    fig = plotting.plot_framing(wave, cfg)
+    fig = viz.plot_framing(wave, cfg)
     assert_readable(fig, units=["time (ms)", "frequency (Hz)", "(dB)"])
     fig.canvas.draw()
     top = fig.axes[0]
     assert not top.get_legend().get_window_extent().overlaps(top.get_window_extent())  # it hides no window
-    fig = plotting.plot_resolution(wave, cfg, n_ffts=(128, 2048))
+    fig = viz.plot_resolution(wave, cfg, n_ffts=(128, 2048))
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert "window 5.8 ms" in titles(fig)[0] and "bins 10.8 Hz apart" in titles(fig)[1]
-    assert_readable(plotting.plot_magnitude_phase(wave, cfg), units=["time (s)", "frequency (Hz)"])
-    fig = plotting.plot_representation(wave[: cfg.clip_samples], cfg)
+    assert_readable(viz.plot_magnitude_phase(wave, cfg), units=["time (s)", "frequency (Hz)"])
+    fig = viz.plot_representation(wave[: cfg.clip_samples], cfg)
     assert_readable(fig, units=["frequency (Hz)", "standard deviations"])
     legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend())
     kurtosis = [float(t.get_text().rsplit(" ", 1)[1]) for t in legend.get_texts()]
@@ -139,17 +143,17 @@ def test_stft_figures(demo_music):
 def test_round_trip_table(demo_music):
     wave = demo_music[1, : TEST_SPEC.clip_samples]
     cfg = TEST_SPEC.__class__(sample_rate=22050)
-    table = plotting.round_trip_table(wave, {"same": wave, "silence": torch.zeros_like(wave)}, cfg)
+    table = viz.round_trip_table(wave, {"same": wave, "silence": torch.zeros_like(wave)}, cfg)
     assert table.loc["same", "SNR (dB)"] > 200 and table.loc["same", "spectral convergence"] == 0
     assert table.loc["silence", "SNR (dB)"] == pytest.approx(0, abs=1e-4)
     assert table.loc["silence", "spectral convergence"] == pytest.approx(1)
 
 
 def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
-    box = plotting.stft_explorer(demo_music[0, : 22050], TEST_SPEC.__class__(sample_rate=22050))
+    box = viz.stft_explorer(demo_music[0, : 22050], TEST_SPEC.__class__(sample_rate=22050))
     n_fft, hop = box.children[0].children
-    still, first = shown
-    assert is_still(still) and "n_fft 512, hop 128" in titles(first)[0] == titles(still)[0]
+    first, still = shown  # the view, rendered once: its figure is also the still
+    assert still is first and is_still(still) and "n_fft 512, hop 128" in titles(first)[0]
     n_fft.value = 2048
     hop.value = 8
     assert "n_fft 2048, hop 256" in titles(shown[-1])[0] and "1025 bins" in titles(shown[-1])[0]
@@ -159,55 +163,58 @@ def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
 
 def test_schedule_figures(demo_clips):
     schedules = {"linear": DDPMSchedule(), "cosine": DDPMSchedule(beta_schedule="cosine")}
-    fig = plotting.plot_schedules(schedules)
+    fig = viz.plot_schedules(schedules)
     assert_readable(fig, units=["timestep t", "SNR (dB)"])
     assert all(len(ax.lines) == 2 for ax in fig.axes)
-    fig = plotting.plot_noising(demo_clips[0], schedules, TEST_SPEC, [0, 500, 999])
+    fig = viz.plot_noising(demo_clips[0], schedules, TEST_SPEC, [0, 500, 999])
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert "cosine, t = 500" in titles(fig)[4] and len(colorbars(fig)) == 1
 
 
 def test_timestep_explorer_shows_x_t_and_plays_it(demo_clips, shown):
-    box = plotting.timestep_explorer(demo_clips[0], DDPMSchedule(), TEST_SPEC, t=10)
+    box = viz.timestep_explorer(demo_clips[0], DDPMSchedule(), TEST_SPEC, t=10)
     slider = box.children[0].children[0]
     assert (slider.min, slider.max, slider.value) == (0, 999, 10)
-    still, figure, audio = shown
-    assert is_still(still) and isinstance(figure, Figure) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
+    figure, audio, still = shown
+    assert still is figure and is_still(still) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
     slider.value = 999
     assert "t = 999" in titles(shown[-2])[0] and shown[-1].data != audio.data
 
 
 # -- 04 ------------------------------------------------------------------------
 
-def test_patches_are_what_the_conv_patch_embedding_reads(demo_clips):
+def test_patch_figure_shows_the_model_tokens(demo_clips):
     model = tiny_model()
     x = demo_clips[0]
-    conv = model.patch_embed(x[None]).flatten(2).transpose(1, 2)[0]
-    linear = plotting.patches(x, 8) @ model.patch_embed.weight.flatten(1).T + model.patch_embed.bias
-    assert torch.allclose(conv, linear, atol=1e-5)
-    fig = plotting.plot_patches(x, TEST_SPEC, 8)
+    fig = viz.plot_patches(x, model, TEST_SPEC)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert "128 tokens x 128 values" in titles(fig)[1] and len(colorbars(fig)) == 2
+    assert torch.equal(torch.tensor(fig.axes[1].images[0].get_array().data), model.patchify(x[None])[0])
+    spectrogram = fig.axes[0]
+    (bottom, top), p = spectrogram.images[0].get_extent()[2:], model.config.patch_size
+    rows = [line.get_ydata()[0] for line in spectrogram.lines if line.get_ydata()[0] == line.get_ydata()[1]]
+    step = (top - bottom) / TEST_SPEC.freq_bins * p  # patch rows end between bins: on pixel edges
+    assert rows == pytest.approx([bottom + r * step for r in range(1, model.config.grid_size[0])])
 
 
 def test_model_figures_and_tables(demo_clips):
     model = tiny_model()
-    assert_readable(plotting.plot_position_embedding(model, TEST_SPEC), units=["frequency (Hz)"])
-    table = plotting.parameter_table(model, reference=1000)
+    assert_readable(viz.plot_position_embedding(model, TEST_SPEC), units=["frequency (Hz)"])
+    table = viz.parameter_table(model, reference=1000)
     assert table.loc["total", "parameters"] == model.num_parameters() == table["parameters"].iloc[:-2].sum()
     assert table.loc["seed's reported total", "parameters"] == 1000
-    shapes = plotting.shape_table(model, demo_clips[:2], torch.tensor([3, 4]))
+    shapes = viz.shape_table(model, demo_clips[:2], torch.tensor([3, 4]))
     assert list(shapes.index) == ["patch_embed", "t_embedder", "blocks[0]", "blocks[1]", "final_layer"]
     assert shapes.loc["patch_embed", "input"] == shapes.loc["final_layer", "output"] == (2, 2, 128, 64)
     assert shapes.loc["blocks[0]", "output"] == (2, 128, 64)
     assert not model.patch_embed._forward_hooks  # the hooks are gone
     maps = model.attention_maps(demo_clips[:1], 500)
-    fig = plotting.plot_attention(maps, model, TEST_SPEC, query=5)
+    fig = viz.plot_attention(maps, model, TEST_SPEC, query=5)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     panels = [ax for ax in fig.axes if ax not in colorbars(fig)]
     assert len(panels) == model.config.depth * model.config.num_heads and len(colorbars(fig)) == 1
     assert len({ax.images[0].get_clim() for ax in panels}) == 1  # one scale, so the bar reads every panel
-    shares = plotting.attention_share_table(maps, model, query=5, rows=2)
+    shares = viz.attention_share_table(maps, model, query=5, rows=2)
     rows, cols = model.config.grid_size
     by_hand = maps[1][0, 0, 5, : 2 * cols].sum()
     assert shares.loc["block 1", "head 0"] == pytest.approx(float(by_hand), abs=1e-3)
@@ -219,7 +226,7 @@ def test_model_figures_and_tables(demo_clips):
 def test_training_monitor(demo_clips, shown):
     torch.manual_seed(0)
     model, schedule = DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:])), DDPMSchedule()
-    monitor = plotting.TrainingMonitor(model, schedule, demo_clips[0], TEST_SPEC, total_steps=20, snapshots=2,
+    monitor = viz.TrainingMonitor(model, schedule, demo_clips[0], TEST_SPEC, total_steps=20, snapshots=2,
                                        redraw_seconds=0)
     assert torch.count_nonzero(monitor.predictions[0]) == 0  # a fresh DiT predicts zeros
     history = train(model, schedule, demo_clips, TrainConfig(steps=20, batch_size=3, lr=3e-3, log_every=5,
@@ -227,7 +234,7 @@ def test_training_monitor(demo_clips, shown):
     assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
     assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
     assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated
-    fig = plotting.plot_loss(history)
+    fig = viz.plot_loss(history)
     assert_readable(fig, units=["MSE loss"])
     assert history.step[0] == 5 and fig.axes[0].get_xlim()[0] == 0  # the axis starts at step 0
     fig = monitor.plot_predictions()
@@ -240,19 +247,20 @@ def test_training_monitor(demo_clips, shown):
 def test_sampling_figures_and_explorer(demo_clips, shown):
     model = tiny_model()
     x, trajectory = sample(model, DDPMSchedule(), 2, steps=4, return_trajectory=True)
-    fig = plotting.plot_trajectory(trajectory, TEST_SPEC, index=1, count=3)
+    fig = viz.plot_trajectory(trajectory, TEST_SPEC, index=1, count=3)
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert [t.split(":")[0] for t in titles(fig)[:3]] == ["after 0 steps", "after 2 steps", "after all 4 steps"]
     last = fig.axes[2].images[0].get_array()  # top row, last column: the finished sample
     assert torch.allclose(torch.tensor(last.data), magnitude_db(x[1], TEST_SPEC))
-    box = plotting.trajectory_explorer(trajectory, TEST_SPEC, index=1)
+    box = viz.trajectory_explorer(trajectory, TEST_SPEC, index=1)
     slider = box.children[0].children[0]
-    assert is_still(shown[0]) and titles(shown[0])[0] == titles(shown[1])[0]
-    assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(shown[1])[0]
+    figure, audio, still = shown
+    assert still is figure and is_still(still) and isinstance(audio, Audio)
+    assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(figure)[0]
     slider.value = 0
     assert "t = 999" in titles(shown[-2])[0] and isinstance(shown[-1], Audio)
     found = nearest_clips(x, demo_clips, TEST_SPEC)
-    fig = plotting.plot_nearest(x, demo_clips, found, TEST_SPEC, names=[f"song {i}" for i in range(6)])
+    fig = viz.plot_nearest(x, demo_clips, found, TEST_SPEC, names=[f"song {i}" for i in range(6)])
     assert_readable(fig, units=["time (s)", "frequency (Hz)"])
     assert "dB RMS" in titles(fig)[1] and len(fig.axes) == 4
 
@@ -268,7 +276,7 @@ def test_sampler_quality_figure_draws_one_line_per_sampler():
     rows["DDPM-1000"] = row("ddpm", 1000, 0.3)
     samplers = ("ddim", "dpm++")
     result = {"contenders": rows, "samplers": samplers, **compare(rows, samplers, "DDIM-50", "DDPM-1000")}
-    fig = plotting.plot_sampler_quality(*figure_data(result))
+    fig = viz.plot_sampler_quality(*figure_data(result))
     assert_readable(fig, units=["steps", "normalised FD"])
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines] == ["DDIM", "DPM++", "DDIM-50", "DDPM-1000"]
@@ -280,15 +288,15 @@ def test_play_keeps_silence_silent():
     """IPython's Audio divides by the peak: silence would become NaN noise."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        silent = plotting.play(torch.zeros(1000), 16000)
+        silent = viz.play(torch.zeros(1000), 16000)
     assert (sf.read(io.BytesIO(silent.data))[0] == 0).all()
-    loud, _ = sf.read(io.BytesIO(plotting.play(0.01 * torch.randn(1000), 16000).data))
+    loud, _ = sf.read(io.BytesIO(viz.play(0.01 * torch.randn(1000), 16000).data))
     assert abs(loud).max() > 0.99  # normalised
 
 
 def test_loss_within_a_decade_reads_in_plain_numbers():
     history = SimpleNamespace(step=[50, 100, 150], loss=[0.56, 0.33, 0.22])
-    fig = plotting.plot_loss(history)
+    fig = viz.plot_loss(history)
     fig.canvas.draw()
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
@@ -296,11 +304,57 @@ def test_loss_within_a_decade_reads_in_plain_numbers():
 
 
 def test_explorer_draws_into_the_widget_state_and_follows_its_control():
-    """Without capturing output (see plotting._show): the Output's state holds the view."""
-    import ipywidgets as widgets
-
-    slider = widgets.IntSlider(value=1, min=0, max=3)
-    output = plotting.explorer(lambda n: iter([f"n = {n}"]), n=slider).children[1]
+    """Without capturing output (see widgets._show): the Output's state holds the view."""
+    slider = ipywidgets.IntSlider(value=1, min=0, max=3)
+    output = widgets.explorer(lambda n: iter([f"n = {n}"]), n=slider).children[1]
     assert [o["data"]["text/plain"] for o in output.outputs] == ["'n = 1'"]
     slider.value = 2
     assert [o["data"]["text/plain"] for o in output.outputs] == ["'n = 2'"]
+
+
+def test_explorer_renders_each_view_once(shown):
+    rendered = []
+
+    def render(n):
+        rendered.append(n)
+        yield draw.new_figure()[0]
+
+    slider = ipywidgets.IntSlider(value=1, min=0, max=3)
+    widgets.explorer(render, n=slider)
+    assert rendered == [1] and len(shown) == 2 and is_still(shown[1])  # the view, then that figure as the still
+    slider.value = 2
+    assert rendered == [1, 2] and len(shown) == 3 and not is_still(shown[2])
+
+
+def test_spectrogram_rows_sit_on_their_bins_frequencies():
+    """Row k of an STFT image is centred on k * sample_rate / n_fft: a full
+    STFT's last row on the Nyquist frequency, the model's (Nyquist bin
+    dropped) one bin below it; mel bands keep their band numbers."""
+    cfg = TEST_SPEC
+    spacing = cfg.sample_rate / cfg.n_fft
+    for bins in (cfg.n_fft // 2 + 1, cfg.freq_bins):
+        left, right, bottom, top = draw.extent(cfg, bins, cfg.frames)
+        centres = bottom + (torch.arange(bins) + 0.5) * (top - bottom) / bins
+        assert torch.allclose(centres, torch.arange(bins) * spacing)
+        assert (left, right) == (0, cfg.frames * cfg.hop_length / cfg.sample_rate)
+    assert draw.extent(cfg, cfg.n_fft // 2 + 1, 2)[3] == pytest.approx(cfg.sample_rate / 2 + spacing / 2)
+    mel = cfg.with_representation("mel")
+    assert draw.extent(mel, mel.n_mels, 2)[2:] == (0, mel.n_mels)
+
+
+def test_the_names_of_viz_come_from_their_modules():
+    for name, module in viz.MODULE_OF.items():
+        assert getattr(viz, name) is getattr(getattr(viz, module), name), name
+    assert not hasattr(viz, "patches") and "plot_patches" in dir(viz)
+
+
+def test_figures_and_the_command_line_load_no_widgets():
+    """Only widgets.py imports ipywidgets and IPython (seconds to import, and
+    nothing the command line's PNGs need)."""
+    check = ("import sys, musicdiff_nb.__main__\n"
+             "from musicdiff_nb.viz.figures import plot_loss, plot_spectrograms, save_figure\n"
+             "from musicdiff_nb.viz import plot_quality, song_table\n"
+             "loaded = sorted({'ipywidgets', 'IPython'} & sys.modules.keys())\n"
+             "assert not loaded, f'loaded {loaded}'")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,66 +1,34 @@
-"""The figures, tables and widgets the notebooks show, one section per
-notebook. Each figure function returns a matplotlib Figure; each table a
-pandas DataFrame; each explorer an ipywidgets box whose first view is drawn
-at once (so a headless run executes it too).
-
-Figures are closed in pyplot as soon as they are made: a notebook shows each
-one exactly once, as the value its cell returns, and none piles up in
-pyplot's registry.
-"""
+"""The static figures the notebooks and the command line show: each
+function returns a matplotlib Figure (drawn with draw.py, closed in pyplot).
+No widgets here: the command line writes these figures without loading
+ipywidgets or IPython."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from IPython.display import Audio, display
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .data import label_names
-from .files import atomic_write
-from .schedule import DDPMSchedule
-from .spectrogram import (
-    SpectrogramConfig,
-    db,
-    magnitude_db,
-    snr_db,
-    spectral_convergence,
-    stft,
-    to_spectrogram,
-    to_waveform,
+from ..data import label_names
+from ..files import atomic_write
+from ..schedule import DDPMSchedule
+from ..spectrogram import SpectrogramConfig, db, stft, to_spectrogram
+from .draw import (
+    SPECTROGRAM_DB_RANGE,
+    draw_image_db,
+    draw_on_patch_grid,
+    draw_spectrogram,
+    draw_waveform,
+    extent,
+    new_figure,
+    patch_grid_cells,
+    sparse_ticks,
 )
-
-SPECTROGRAM_DB_RANGE = (-80.0, 0.0)
-
-
-def new_figure(rows: int = 1, cols: int = 1, size=(6.0, 3.5), **subplots):
-    """A constrained-layout Figure and its [rows, cols] Axes array, already
-    closed in pyplot (see the module docstring)."""
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained", **subplots)
-    plt.close(fig)
-    return fig, axes
-
-
-def sparse_ticks(ax, ticks: int = 3, fontsize: float = 8):
-    """Few, readable ticks for a small panel in a grid; tick labels only on
-    the grid's outer edges."""
-    if not isinstance(ax.yaxis.get_major_locator(), FixedLocator):  # mel bands keep their Hz ticks
-        ax.yaxis.set_major_locator(MaxNLocator(ticks))
-    ax.xaxis.set_major_locator(MaxNLocator(ticks))
-    ax.tick_params(labelsize=fontsize)
-    ax.title.set_fontsize(fontsize + 1)
-    ax.xaxis.label.set_fontsize(fontsize + 1)
-    ax.yaxis.label.set_fontsize(fontsize + 1)
-    ax.label_outer()
 
 
 def save_figure(fig, path) -> Path:
@@ -68,81 +36,6 @@ def save_figure(fig, path) -> Path:
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=110)
     return Path(path)
-
-
-def play(wave: torch.Tensor, sample_rate: int) -> Audio:
-    """An audio player, loudness-normalised (a silent clip stays silent)."""
-    wave = torch.as_tensor(wave).detach().float().cpu().numpy()
-    return Audio(wave, rate=sample_rate, normalize=bool(np.abs(wave).max() > 0))
-
-
-STILL_TITLE = "a still of the first view, for pages that cannot run widgets; the controls below redraw it"
-
-
-def explorer(render, **controls) -> widgets.VBox:
-    """``controls`` (named widgets) above an Output that shows everything
-    ``render(**values)`` returns (figures, audio players), redrawn when a
-    control changes; the first view is drawn at once.
-
-    The first view's figures are also displayed as a still, before the box:
-    a static page (GitHub, nbviewer, exported HTML) shows widgets blank."""
-    for item in render(**{name: control.value for name, control in controls.items()}):
-        if isinstance(item, Figure):
-            item.suptitle(STILL_TITLE, fontsize=9, color="0.4")
-            display(item)
-
-    output = widgets.Output()
-
-    def redraw(_=None):
-        output.outputs = ()
-        for item in render(**{name: control.value for name, control in controls.items()}):
-            _show(output, item)
-
-    for control in controls.values():
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox(list(controls.values())), output])
-
-
-def _show(output: widgets.Output, item):
-    """Add ``item`` to ``output``'s state. Not ``with output: display(item)``:
-    capturing a cell's output into the widget makes a notebook run headless
-    (nbclient, nbmake) stall until the cell's timeout every few runs."""
-    output.append_display_data(item)
-
-
-# -- spectrograms (every notebook) ----------------------------------------------
-
-def _mel_bands(cfg: SpectrogramConfig, bins: int) -> bool:
-    return cfg.representation == "mel" and bins == cfg.n_mels
-
-
-def extent(cfg: SpectrogramConfig, bins: int, frames: int) -> tuple:
-    """The imshow extent of a [bins, frames] image: time (s) by frequency
-    (Hz; for mel bands, the band number: the axis is labelled in Hz)."""
-    top = bins if _mel_bands(cfg, bins) else bins * cfg.sample_rate / cfg.n_fft
-    return (0, frames * cfg.hop_length / cfg.sample_rate, 0, top)
-
-
-def draw_image_db(ax, image_db: torch.Tensor, cfg: SpectrogramConfig, title: str = "", colorbar: bool = True):
-    """A [bins, frames] STFT magnitude (or mel bands) in dB over time (s) and frequency (Hz)."""
-    im = ax.imshow(image_db.numpy(), origin="lower", aspect="auto", extent=extent(cfg, *image_db.shape),
-                   vmin=SPECTROGRAM_DB_RANGE[0],
-                   vmax=SPECTROGRAM_DB_RANGE[1], cmap="magma", interpolation="nearest")
-    ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title=title)
-    if _mel_bands(cfg, image_db.shape[0]):
-        bands = torch.linspace(0, cfg.n_mels - 1, 6).round().long()
-        ax.set_yticks((bands + 0.5).tolist(), [f"{f:.0f}" for f in cfg.frequencies()[bands].tolist()])
-        ax.set_ylabel("frequency (Hz, mel scale)")
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, label="magnitude (dB)")
-    return im
-
-
-def draw_spectrogram(ax, spec: torch.Tensor, cfg: SpectrogramConfig, title: str = "", colorbar: bool = True):
-    """A model tensor [C, F, T] as its STFT magnitude in dB."""
-    image = magnitude_db(spec.detach().float().cpu(), cfg)
-    return draw_image_db(ax, image, cfg, title, colorbar)
 
 
 def plot_spectrograms(specs, cfg: SpectrogramConfig, titles=None, columns: int = 4, suptitle: str = ""):
@@ -161,31 +54,7 @@ def plot_spectrograms(specs, cfg: SpectrogramConfig, titles=None, columns: int =
     return fig
 
 
-def draw_waveform(ax, wave, sample_rate: int, start: float = 0.0, max_points: int = 4000, **style):
-    """A waveform as its min/max envelope over at most ``max_points`` blocks,
-    so an hour of audio draws as fast as a second."""
-    wave = torch.as_tensor(wave).float()
-    block = max(1, len(wave) // max_points)
-    blocks = wave[: len(wave) // block * block].view(-1, block)
-    times = start + (torch.arange(len(blocks)) * block + block / 2) / sample_rate
-    ax.fill_between(times.numpy(), blocks.min(1).values.numpy(), blocks.max(1).values.numpy(),
-                    linewidth=0.6, **style)
-    ax.set(xlabel="time (s)", ylabel="amplitude")
-
-
 # -- 01 data --------------------------------------------------------------------
-
-def song_table(ds, cfg: SpectrogramConfig) -> pd.DataFrame:
-    """One row per song: its labels, how many clips it gave and the span they cover."""
-    names = label_names(ds)
-    clips = ds.select_columns(["song", "labels", "start_seconds"]).to_pandas()
-    songs = clips.groupby("song", sort=False).agg(
-        labels=("labels", "first"), clips=("start_seconds", "size"), first=("start_seconds", "min"),
-        last=("start_seconds", "max"))
-    songs["labels"] = songs["labels"].map(lambda ids: ", ".join(names[i] for i in ids))
-    songs["last"] += cfg.clip_seconds
-    return songs.rename(columns={"first": "first clip starts (s)", "last": "last clip ends (s)"}).round(2)
-
 
 def plot_label_counts(ds, top: int = 30):
     """How many songs carry each label (the ``top`` most frequent), and how
@@ -330,29 +199,12 @@ def plot_representation(wave, cfg: SpectrogramConfig):
     return fig
 
 
-def round_trip_table(wave, restored: dict, cfg: SpectrogramConfig) -> pd.DataFrame:
-    """SNR (dB) and spectral convergence of each restored waveform against ``wave``."""
-    wave = torch.as_tensor(wave).float()
-    return pd.DataFrame({name: {"SNR (dB)": snr_db(wave, w), "spectral convergence": spectral_convergence(wave, w, cfg)}
-                         for name, w in restored.items()}).T
-
-
-def stft_explorer(wave, cfg: SpectrogramConfig, n_ffts=(64, 128, 256, 512, 1024, 2048, 4096)) -> widgets.VBox:
-    """Sliders for n_fft and the hop (as a fraction of n_fft) over one sound's spectrogram."""
-    wave = torch.as_tensor(wave).float()
-
-    def render(n_fft, hop_fraction):
-        c = replace(cfg, n_fft=n_fft, hop_length=max(1, n_fft // hop_fraction))
-        image = _stft_db(wave, c)
-        fig, axes = new_figure(size=(9, 3.6))
-        draw_image_db(axes[0, 0], image, c, f"{_resolution_title(c)}; {image.shape[0]} bins x {image.shape[1]} frames")
-        yield fig
-
-    style = dict(continuous_update=False, style={"description_width": "initial"})
-    return explorer(render,
-                    n_fft=widgets.SelectionSlider(options=list(n_ffts), value=cfg.n_fft, description="n_fft", **style),
-                    hop_fraction=widgets.SelectionSlider(options=[(f"n_fft/{k}", k) for k in (8, 4, 2, 1)], value=4,
-                                                         description="hop", **style))
+def plot_stft(wave, cfg: SpectrogramConfig):
+    """One sound's STFT magnitude (dB) at ``cfg``'s n_fft and hop, titled with its resolution and size."""
+    image = _stft_db(wave, cfg)
+    fig, axes = new_figure(size=(9, 3.6))
+    draw_image_db(axes[0, 0], image, cfg, f"{_resolution_title(cfg)}; {image.shape[0]} bins x {image.shape[1]} frames")
+    return fig
 
 
 # -- 03 noise schedule ----------------------------------------------------------
@@ -392,75 +244,41 @@ def plot_noising(x0: torch.Tensor, schedules: dict[str, DDPMSchedule], cfg: Spec
     return fig
 
 
-def timestep_explorer(x0: torch.Tensor, schedule: DDPMSchedule, cfg: SpectrogramConfig, t: int = 250,
-                      seed: int = 0) -> widgets.VBox:
-    """A slider for t: the noised spectrogram x_t, where t sits on the abar_t
-    curve, and x_t as audio. The noise eps is drawn once, so only t changes."""
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+def plot_timestep(x_t: torch.Tensor, t: int, schedule: DDPMSchedule, cfg: SpectrogramConfig):
+    """The noised spectrogram x_t (left) and where t sits on the abar_t curve (right)."""
     abar = schedule.alphas_cumprod.cpu()
-
-    def render(t):
-        x_t = schedule.add_noise(x0, eps, t)
-        fig, axes = new_figure(1, 2, size=(11, 3.4), width_ratios=[2, 1])
-        draw_spectrogram(axes[0, 0], x_t, cfg, f"x_t at t = {t}")
-        axes[0, 1].plot(abar.numpy(), label="abar_t")
-        axes[0, 1].plot(t, abar[t], "o", color="tab:red", label=f"abar_{t} = {abar[t]:.3f}")
-        axes[0, 1].set(title="signal left", xlabel="timestep t", ylabel="abar_t")
-        axes[0, 1].legend()
-        yield fig
-        yield play(to_waveform(x_t, cfg), cfg.sample_rate)
-
-    slider = widgets.IntSlider(value=t, min=0, max=schedule.num_timesteps - 1, description="t",
-                               continuous_update=False, layout=widgets.Layout(width="60%"))
-    return explorer(render, t=slider)
+    fig, axes = new_figure(1, 2, size=(11, 3.4), width_ratios=[2, 1])
+    draw_spectrogram(axes[0, 0], x_t, cfg, f"x_t at t = {t}")
+    axes[0, 1].plot(abar.numpy(), label="abar_t")
+    axes[0, 1].plot(t, abar[t], "o", color="tab:red", label=f"abar_{t} = {abar[t]:.3f}")
+    axes[0, 1].set(title="signal left", xlabel="timestep t", ylabel="abar_t")
+    axes[0, 1].legend()
+    return fig
 
 
 # -- 04 DiT model ---------------------------------------------------------------
 
-def patches(spec: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """[C, F, T] -> [N, C * p * p]: the tokens' pixels, in the order the
-    Conv2d patch embedding reads them (rows of frequency, then time)."""
-    return F.unfold(spec[None].float(), kernel_size=patch_size, stride=patch_size)[0].T
-
-
-def middle_token(grid: tuple[int, int]) -> int:
-    """The token at the centre of a (rows, cols) patch grid."""
-    return grid[0] // 2 * grid[1] + grid[1] // 2
-
-
-def draw_on_patch_grid(ax, values: torch.Tensor, cfg: SpectrogramConfig, patch_size: int, title: str,
-                       token: int | None = None, **scale):
-    """One value per patch ([rows, cols]) over the clip's time (s) and
-    frequency (Hz); a red cross marks ``token``; ``scale``: imshow's vmin, vmax."""
-    rows, cols = values.shape
-    box = extent(cfg, rows * patch_size, cols * patch_size)
-    im = ax.imshow(values.cpu().numpy(), origin="lower", aspect="auto", extent=box, cmap="viridis",
-                   interpolation="nearest", **scale)
-    if token is not None:
-        row, col = divmod(token, cols)
-        ax.plot((col + 0.5) * box[1] / cols, (row + 0.5) * box[3] / rows, "x", color="red")
-    ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
-    return im
-
-
-def plot_patches(spec: torch.Tensor, cfg: SpectrogramConfig, patch_size: int):
-    """Patchify: the spectrogram cut into p x p patches (left, numbered in
-    token order) becomes a sequence of N tokens of C * p * p numbers (right)."""
+def plot_patches(spec: torch.Tensor, model, cfg: SpectrogramConfig):
+    """Patchify: the spectrogram cut into ``model``'s p x p patches (left,
+    numbered in token order) becomes a sequence of N tokens of C * p * p
+    numbers (right, ``DiT.patchify``)."""
+    p = model.config.patch_size
+    rows, cols = model.config.grid_size
     fig, axes = new_figure(1, 2, size=(13, 4.2), width_ratios=[1.3, 1])
     ax = axes[0, 0]
-    draw_spectrogram(ax, spec, cfg, f"{patch_size} x {patch_size} patches")
-    rows, cols = cfg.freq_bins // patch_size, spec.shape[-1] // patch_size
-    _, dt, _, df = extent(cfg, patch_size, patch_size)
+    draw_spectrogram(ax, spec, cfg, f"{p} x {p} patches")
+    (left, bottom), (dt, df) = patch_grid_cells(cfg, p, rows, cols)
     for r in range(1, rows):
-        ax.axhline(r * df, color="white", linewidth=0.5)
+        ax.axhline(bottom + r * df, color="white", linewidth=0.5)
     for c in range(1, cols):
-        ax.axvline(c * dt, color="white", linewidth=0.5)
+        ax.axvline(left + c * dt, color="white", linewidth=0.5)
     for r in range(rows):
         for c in range(cols):
             if r in (0, rows - 1) or c in (0, cols - 1):
-                ax.text((c + 0.5) * dt, (r + 0.5) * df, str(r * cols + c), color="white", ha="center",
-                        va="center", fontsize=7, bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
-    tokens = patches(spec, patch_size)
+                ax.text(left + (c + 0.5) * dt, bottom + (r + 0.5) * df, str(r * cols + c), color="white",
+                        ha="center", va="center", fontsize=7,
+                        bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
+    tokens = model.patchify(spec[None].float())[0]
     limit = float(tokens.abs().quantile(0.99))
     im = axes[0, 1].imshow(tokens.numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                            interpolation="nearest")
@@ -475,7 +293,7 @@ def plot_position_embedding(model, cfg: SpectrogramConfig, token: int | None = N
     how similar (cosine) one token's position code is to every other's (right)."""
     pos = model.pos_embed[0].cpu()
     grid = model.config.grid_size
-    token = middle_token(grid) if token is None else token
+    token = model.config.middle_token if token is None else token
     similarity = F.cosine_similarity(pos[token][None], pos, dim=-1).view(grid)
     fig, axes = new_figure(1, 2, size=(12, 3.8))
     im = axes[0, 0].imshow(pos.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
@@ -488,45 +306,11 @@ def plot_position_embedding(model, cfg: SpectrogramConfig, token: int | None = N
     return fig
 
 
-def parameter_table(model, reference: int | None = None) -> pd.DataFrame:
-    """``DiT.parameter_counts()`` with each part's share, and a total row
-    (beside ``reference`` when given)."""
-    counts = model.parameter_counts()
-    total = sum(counts.values())
-    table = pd.DataFrame({"parameters": counts})
-    table.loc["total"] = total
-    if reference is not None:
-        table.loc["seed's reported total"] = reference
-    table["share (%)"] = (100 * table["parameters"] / total).round(2)
-    return table
-
-
-def shape_table(model, x: torch.Tensor, t) -> pd.DataFrame:
-    """The input and output shapes of each part of ``model`` in one forward pass."""
-    rows = []
-
-    def record(name):
-        def hook(module, inputs, output):
-            rows.append({"part": name, "input": tuple(inputs[0].shape), "output": tuple(output.shape)})
-        return hook
-
-    parts = {"patch_embed": model.patch_embed, "t_embedder": model.t_embedder,
-             **{f"blocks[{i}]": block for i, block in enumerate(model.blocks)}, "final_layer": model.final_layer}
-    handles = [module.register_forward_hook(record(name)) for name, module in parts.items()]
-    try:
-        with torch.no_grad():
-            model(x, t)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return pd.DataFrame(rows).set_index("part")
-
-
 def plot_attention(maps, model, cfg: SpectrogramConfig, query: int | None = None):
     """Where one token looks: row ``query`` of each block's (rows) and head's
     (columns) attention matrix, laid out on the patch grid; the cross marks the query."""
     grid = model.config.grid_size
-    query = middle_token(grid) if query is None else query
+    query = model.config.middle_token if query is None else query
     heads = maps[0].shape[1]
     rows = torch.stack([weights[0, :, query] for weights in maps])  # [blocks, heads, N]
     top = float(rows.max())
@@ -541,19 +325,6 @@ def plot_attention(maps, model, cfg: SpectrogramConfig, query: int | None = None
     fig.suptitle(f"attention of token {query} over the {grid[0]} x {grid[1]} patch grid "
                  f"(white line on the bar: 1/{rows.shape[-1]}, an even spread)")
     return fig
-
-
-def attention_share_table(maps, model, query: int | None = None, rows: int = 2) -> pd.DataFrame:
-    """The share of token ``query``'s attention that falls on the lowest
-    ``rows`` rows of the patch grid (the bass), per block and head, beside the
-    share an even spread over all tokens would give."""
-    grid = model.config.grid_size
-    query = middle_token(grid) if query is None else query
-    shares = torch.stack([weights[0, :, query].view(-1, *grid)[:, :rows].sum(dim=(1, 2)) for weights in maps])
-    table = pd.DataFrame(shares.numpy(), index=[f"block {b}" for b in range(len(maps))],
-                         columns=[f"head {h}" for h in range(shares.shape[1])])
-    table["even spread"] = rows / grid[0]
-    return table.round(3)
 
 
 # -- 05 training ----------------------------------------------------------------
@@ -573,74 +344,6 @@ def plot_loss(history, title: str = "training loss", ax=None, marks=()):
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
     return ax.figure
-
-
-class TrainingMonitor:
-    """A ``callback`` for ``train``: a loss curve that redraws itself as
-    training goes (at most every ``redraw_seconds``), and, at step 0 and at
-    ``snapshots`` evenly spaced steps, the model's prediction of x_0 from one
-    clip noised to each of ``timesteps`` (the same noise every time)."""
-
-    def __init__(self, model, schedule: DDPMSchedule, clip: torch.Tensor, cfg: SpectrogramConfig, total_steps: int,
-                 timesteps=(0, 250, 500, 750, 999), snapshots: int = 4, redraw_seconds: float = 5.0, seed: int = 0):
-        self.schedule, self.cfg, self.total_steps = schedule, cfg, total_steps
-        self.timesteps = torch.tensor(timesteps)
-        self.x0 = clip.float().cpu().expand(len(timesteps), *clip.shape)
-        noise = torch.randn(self.x0.shape, generator=torch.Generator().manual_seed(seed))
-        self.x_t = schedule.add_noise(self.x0, noise, self.timesteps)
-        self.due = sorted({max(1, round(total_steps * (k + 1) / snapshots)) for k in range(snapshots)})
-        self.redraw_seconds = redraw_seconds
-        self.predictions: dict[int, torch.Tensor] = {}
-        self.errors: dict[int, torch.Tensor] = {}
-        self._display = None
-        self._drawn = float("-inf")
-        self.snapshot(model, 0)
-
-    @torch.no_grad()
-    def snapshot(self, model, step: int):
-        """Record the model's x_0 predictions (and their MSE per t) at ``step``."""
-        device = next(model.parameters()).device
-        x_t, t = self.x_t.to(device), self.timesteps.to(device)
-        out = model(x_t, t).float()
-        x0 = self.schedule.predict_x0(out, x_t, t, model.config.prediction_type).cpu()
-        self.predictions[step] = x0
-        self.errors[step] = (x0 - self.x0).pow(2).mean(dim=(1, 2, 3))
-
-    def __call__(self, step: int, history, model):
-        while self.due and step >= self.due[0]:
-            self.snapshot(model, step)
-            self.due.pop(0)
-        if step >= self.total_steps or time.monotonic() - self._drawn >= self.redraw_seconds:
-            self._show(self.loss_figure(history))
-            self._drawn = time.monotonic()
-
-    def _show(self, fig):
-        if self._display is None:
-            self._display = display(fig, display_id=True)
-        else:
-            self._display.update(fig)
-
-    def loss_figure(self, history):
-        step = history.step[-1] if history.step else 0
-        title = f"training loss: step {step} of {self.total_steps}, {history.seconds:.0f} s on {history.device}"
-        return plot_loss(history, title, marks=[s for s in self.predictions if s])
-
-    def plot_predictions(self):
-        """Rows: the input x_t, then the predicted x_0 at each recorded step;
-        columns: the timesteps. The MSE against the clean clip is in each title."""
-        steps = sorted(self.predictions)
-        cols = len(self.timesteps)
-        fig, axes = new_figure(1 + len(steps), cols, size=(2.9 * cols, 2.3 * (1 + len(steps))))
-        for ax, x_t, t in zip(axes[0], self.x_t, self.timesteps.tolist()):
-            draw_spectrogram(ax, x_t, self.cfg, f"input x_t, t = {t}" + (" (= x_0)" if t == 0 else ""),
-                             colorbar=False)
-        for row, step in zip(axes[1:], steps):
-            for ax, x0, error, t in zip(row, self.predictions[step], self.errors[step], self.timesteps.tolist()):
-                draw_spectrogram(ax, x0, self.cfg, f"step {step}: x_0 from t = {t}\nMSE {error:.3f}", colorbar=False)
-        for ax in axes.flat:
-            ax.label_outer()
-        fig.suptitle("the model's prediction of x_0 as training goes")
-        return fig
 
 
 # -- 06 sampling ----------------------------------------------------------------
@@ -666,24 +369,17 @@ def plot_trajectory(trajectory, cfg: SpectrogramConfig, index: int = 0, count: i
     return fig
 
 
-def trajectory_explorer(trajectory, cfg: SpectrogramConfig, index: int = 0) -> widgets.VBox:
-    """A slider over the sampler's steps: x_t, the model's x_0 prediction, and x_t as audio."""
+def plot_trajectory_step(trajectory, cfg: SpectrogramConfig, step: int, index: int = 0):
+    """x_t after ``step`` of the sampler's steps for sample ``index`` (left)
+    and the model's x_0 prediction there (right; for the finished sample, the last one)."""
     last = len(trajectory.timesteps)
-
-    def render(step):
-        x_t = trajectory.x_t[step, index]
-        title = (f"the sample, after all {last} steps" if step == last
-                 else f"x_t after {step} of {last} steps (t = {trajectory.timesteps[step]})")
-        guess = min(step, last - 1)  # the result has no prediction of its own: show the last one
-        fig, axes = new_figure(1, 2, size=(11, 3.4))
-        draw_spectrogram(axes[0, 0], x_t, cfg, title)
-        draw_spectrogram(axes[0, 1], trajectory.x0[guess, index], cfg, f"the model's x_0 prediction at step {guess}")
-        yield fig
-        yield play(to_waveform(x_t, cfg), cfg.sample_rate)
-
-    slider = widgets.IntSlider(value=last, min=0, max=last, description="step", continuous_update=False,
-                               layout=widgets.Layout(width="60%"))
-    return explorer(render, step=slider)
+    title = (f"the sample, after all {last} steps" if step == last
+             else f"x_t after {step} of {last} steps (t = {trajectory.timesteps[step]})")
+    guess = min(step, last - 1)  # the result has no prediction of its own: show the last one
+    fig, axes = new_figure(1, 2, size=(11, 3.4))
+    draw_spectrogram(axes[0, 0], trajectory.x_t[step, index], cfg, title)
+    draw_spectrogram(axes[0, 1], trajectory.x0[guess, index], cfg, f"the model's x_0 prediction at step {guess}")
+    return fig
 
 
 def plot_nearest(samples: torch.Tensor, references: torch.Tensor, neighbours, cfg: SpectrogramConfig, names=None):
@@ -748,6 +444,7 @@ def plot_sampler_quality(curves: dict[str, dict[int, float]], levels: dict[str, 
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
 
 # -- 07 conditioning ------------------------------------------------------------
 
