@@ -12,7 +12,7 @@
   songs, on clips of 1 s at 8 kHz (a shorter clip plays as "0:00").
 
 ``notebook_settings(mode, conditioned=True)`` is 07's run: log-magnitude
-clips of the "scores" songs, a model conditioned on their labels.
+clips of the "scores" songs, a model conditioned on the text of their labels.
 
 Any setting can be changed with ``RunConfig.replace``, e.g.
 ``notebook_settings("gpu").replace(data=dict(max_songs=2, max_clips_per_song=4))``:
@@ -50,16 +50,17 @@ def _run(mode: str) -> RunConfig:
 
 
 def _conditioned(run: RunConfig, mode: str) -> RunConfig:
-    """07's run: the "scores" songs (their labels name instruments and
-    ensembles) as log magnitude (a label is heard in the spectral envelope)."""
+    """07's run: every "scores" song (their labels name composers, genres and
+    instruments; 07 holds clips out for its judge) as log magnitude (a label
+    is heard in the spectral envelope), conditioned on the text of the labels."""
     songs, steps, rate = {"gpu": (710, 20000, None), "cpu": (120, 3000, None), "quick": (16, 600, 8000)}[mode]
     return run.replace(
         spectrogram=replace(run.stft, representation="magnitude", sample_rate=rate or run.stft.sample_rate),
-        data=dict(source="scores", max_songs=songs),
+        data=dict(source="scores", max_songs=songs, max_clips_per_song=12, held_out=0),
         train=dict(steps=steps, batch_size=max(run.train.batch_size, 16), lr=2e-3, log_every=50,
                    checkpoint_every=steps, out_dir=f"{run.train.out_dir}/07_conditioning", resume=False),
         sample=dict(steps=max(run.sample.steps, 20)),
-        conditioning="labels")
+        conditioning="text")
 
 
 def notebook_settings(mode: str | None = None, *, source: str = "demo", conditioned: bool = False) -> RunConfig:

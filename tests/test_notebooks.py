@@ -54,7 +54,8 @@ def test_opening(name):
     sources = "\n".join(cell.source for cell in code_cells(nb))
     assert ("apt-get -qq update" in setup) == ('"demo"' in sources), f"{name}: apt-get update where the demo is used"
     assert "import musicdiff_nb" in sources or "from musicdiff_nb" in sources
-    assert "settings = notebook_settings()" in sources and "print(settings.describe())" in sources
+    assert re.search(r"settings = notebook_settings\((source=SOURCE|conditioned=True)?\)", sources)
+    assert "print(settings.describe())" in sources
 
 
 @pytest.mark.parametrize("name", SERIES)
@@ -71,7 +72,7 @@ def test_no_mode_is_chosen_in_a_notebook():
     """Small settings come from MUSICDIFF_QUICK=1 only, never from an edited cell."""
     for name in SERIES:
         sources = "\n".join(cell.source for cell in code_cells(load(name)))
-        assert "notebook_settings(" not in sources.replace("notebook_settings()", "")
+        assert not re.search(r"notebook_settings\([^)]*(mode|[\"'])", sources), f"{name} chooses a mode"
         assert "os.environ" not in sources and "%env" not in sources
 
 

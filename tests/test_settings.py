@@ -52,7 +52,7 @@ def test_07s_clips_last_at_least_a_second(mode):
     """A shorter clip plays as "0:00" in a notebook's audio player."""
     conditioned = notebook_settings(mode, conditioned=True)
     assert conditioned.spectrogram.clip_seconds >= 1.0
-    assert conditioned.spectrogram.representation == "magnitude" and conditioned.conditioning == "labels"
+    assert conditioned.spectrogram.representation == "magnitude" and conditioned.conditioning == "text"
     if mode != "quick":
         assert notebook_settings(mode).spectrogram.clip_seconds >= 1.0
 
