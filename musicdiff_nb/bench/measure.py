@@ -78,13 +78,19 @@ def spread(values: list[float]) -> str:
     return f"{median(values):.4g} s ({min(values):.3g}-{max(values):.3g})"
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of ``fn`` (matmuls, convolutions, attention; forward and backward)
-    by PyTorch's FlopCounterMode. Attention runs through the math backend
-    while counting, whose matmuls every device's counter knows."""
+def flops_by_operator(fn: Callable[[], object]) -> dict[str, int]:
+    """FLOPs of ``fn`` (forward and backward) per operator, by PyTorch's
+    FlopCounterMode. Attention runs through the math backend while counting,
+    whose matmuls every device's counter knows: they are the batched ones,
+    ``aten.bmm`` (the linear layers fold their batch into ``mm``/``addmm``)."""
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
-    return counter.get_total_flops()
+    return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn``: matmuls, convolutions, attention; forward and backward."""
+    return sum(flops_by_operator(fn).values())
 
 
 class _OpCounter(TorchDispatchMode):

@@ -11,7 +11,6 @@ from contextlib import nullcontext
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..model import DiT, DiTConfig
 from . import measure
@@ -50,17 +49,6 @@ def profiled(step, repeats: int, device: torch.device) -> tuple[list[dict], floa
     return sorted(ops, key=lambda op: -op["seconds"]), sum(op["seconds"] for op in ops)
 
 
-def matmul_flops(config: DiTConfig, batch_size: int, device: torch.device) -> int:
-    """FLOPs of the step's matmuls and convolutions alone (attention excluded)."""
-    model = DiT(config).to(device)
-    x = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
-    t = torch.randint(0, 1000, (batch_size,), device=device)
-    with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.mse_loss(model(x, t), x).backward()
-    counts = counter.get_flop_counts()["Global"]
-    return sum(n for op, n in counts.items() if "attention" not in str(op))
-
-
 def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool = False, repeats: int = 5) -> dict:
     torch.manual_seed(0)
     x0 = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
@@ -68,8 +56,9 @@ def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool 
     x_t = 0.5 * x0 + 0.5 * torch.randn_like(x0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     model = DiT(config).to(device).train()
-    flops = measure.count_flops(training_step(model, model, x_t, t, x0, autocast))
-    mm_flops = matmul_flops(config, batch_size, device)
+    counts = measure.flops_by_operator(training_step(model, model, x_t, t, x0, autocast))
+    flops = sum(counts.values())
+    mm_flops = sum(n for op, n in counts.items() if op != "aten.bmm")  # the matmuls and convolutions, not attention
     peak, peak_flops = measure.matmul(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     peak_rate = peak_flops / measure.median(measure.interleaved({"peak": peak}, device, repeats=5)["peak"])
     variants = {"eager": training_step(model, model, x_t, t, x0, autocast)}
