@@ -98,3 +98,17 @@ def test_streamed_clips_with_nan_are_refused_by_row():
     model = DiT(DiTConfig.preset("tiny", input_size=(128, 64)))
     with pytest.raises(ValueError, match=r"clips \[.*3.*\] contain NaN or inf"):
         train(model, DDPMSchedule(), ds, TrainConfig(steps=4, batch_size=4, log_every=1, stream=True, progress=False))
+
+
+def test_batches_are_read_across_record_batches_and_selections(demo_dataset):
+    """Rows of several Arrow record batches, and of a selection or shuffle of
+    them, come out as the dataset's own rows, in the batch's order."""
+    two_tables = datasets.concatenate_datasets([demo_dataset, demo_dataset])
+    for ds in (two_tables, two_tables.select(range(3, 11)), two_tables.shuffle(seed=0)):
+        batches = [torch.tensor([5, 0, 3]), torch.tensor([7, 2, 6]), torch.tensor([1, 4, 2])] * 3
+        rows = ds.with_format("torch", columns=["spectrogram"])
+        read = list(streaming.read_batches(ds, batches, torch.device("cpu")))
+        assert len(read) == len(batches)
+        for idx, (indices, clips) in zip(batches, read):
+            assert torch.equal(indices, idx)
+            assert torch.equal(clips, rows[idx.tolist()]["spectrogram"])
