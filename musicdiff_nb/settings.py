@@ -7,9 +7,10 @@
   that docs/quality.md found to reach music soonest on a CPU);
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook
-  in about a minute on two CPU cores: the DiT takes 16 x 16 patches (fewer
-  tokens); 06 respaces DDPM to 100 of its 1000 timesteps; 07 trains on 16
-  songs, on clips of 1 s at 8 kHz (a shorter clip plays as "0:00").
+  in about a minute on two CPU cores: the cpu run's 1-s clips (a shorter
+  clip plays as "0:00"), the DiT on 16 x 16 patches (a quarter of the
+  tokens), fewer clips and steps; 06 respaces DDPM to 100 of its 1000
+  timesteps; 07 trains on 16 songs, on clips of 1 s at 8 kHz (half the frames).
 
 ``notebook_settings(mode, conditioned=True)`` is 07's run: log-magnitude
 clips of the "scores" songs, a model conditioned on the text of their labels.
@@ -41,7 +42,7 @@ def _run(mode: str) -> RunConfig:
     if mode == "cpu":
         return RunConfig()
     if mode == "quick":
-        return RunConfig(SpectrogramConfig.preset("small", frames=64, representation="mel"),
+        return RunConfig(SpectrogramConfig.preset("small", representation="mel"),
                          DiTConfig.preset("tiny", patch_size=16),
                          train=TrainConfig(steps=150, batch_size=8, lr=2e-3, ema_decay=0.99),
                          data=DataConfig(max_clips_per_song=4),
@@ -53,9 +54,10 @@ def _conditioned(run: RunConfig, mode: str) -> RunConfig:
     """07's run: every "scores" song (their labels name composers, genres and
     instruments; 07 holds clips out for its judge) as log magnitude (a label
     is heard in the spectral envelope), conditioned on the text of the labels."""
-    songs, steps, rate = {"gpu": (710, 20000, None), "cpu": (120, 3000, None), "quick": (16, 600, 8000)}[mode]
+    songs, steps = {"gpu": (710, 20000), "cpu": (120, 3000), "quick": (16, 600)}[mode]
+    half = dict(frames=run.stft.frames // 2, sample_rate=run.stft.sample_rate // 2) if mode == "quick" else {}
     return run.replace(
-        spectrogram=replace(run.stft, representation="magnitude", sample_rate=rate or run.stft.sample_rate),
+        spectrogram=replace(run.stft, representation="magnitude", **half),
         data=dict(source="scores", max_songs=songs, max_clips_per_song=12, held_out=0),
         train=dict(steps=steps, batch_size=max(run.train.batch_size, 16), lr=2e-3, log_every=50,
                    checkpoint_every=steps, out_dir=f"{run.train.out_dir}/07_conditioning", resume=False),
