@@ -18,7 +18,9 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
     no scaling); fp16 below 8.0 (Colab's free T4 is 7.5: it only emulates
     bf16, slowly), which training pairs with a ``torch.amp.GradScaler``; fp32
     on a CPU and on Apple's MPS. ``"fp32"``, ``"bf16"`` and ``"fp16"`` are
-    taken as given on any device (on a CPU autocast is slow: it is for tests).
+    taken as given on any device. On a CPU, bf16 pays only for large models on
+    CPUs with bf16 matrix units (AMX: the seed preset's step 1.7x faster; the
+    tiny CPU run's not at all, docs/benchmarks.md); elsewhere it is emulated, slowly.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: use one of {PRECISIONS}")

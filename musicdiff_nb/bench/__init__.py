@@ -123,6 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--preset", default="seed", help="DiT preset")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
     p.add_argument("--compile", action="store_true", help="also profile the step under torch.compile")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="autocast dtype (auto: bf16 on CUDA, fp32 on a CPU); the peak is timed in it")
     p.add_argument("--repeats", type=int, default=5)
     p = sub.add_parser("time-to-quality", parents=[common], help="minutes of training to a quality threshold, "
                                                                  "our CPU defaults vs a diffusers pipeline")
@@ -156,7 +158,8 @@ def run(args) -> dict:
         result = quality.run(args.variants, args.minutes, args.out, args.n, args.sample_steps, args.json)
     elif args.benchmark == "profile":
         config, _ = model_and_spectrogram(args.preset)
-        result = profile.run(config, device, args.batch_size or (64 if gpu else 8), args.compile, args.repeats)
+        result = profile.run(config, device, args.batch_size or (64 if gpu else 8), args.compile, args.repeats,
+                             args.precision)
     elif args.benchmark == "time-to-quality":
         result = time_to_quality.run(tuple(args.minutes), args.threshold, args.n, args.sample_steps,
                                      args.threads_each, args.out)

@@ -7,12 +7,11 @@ large matmul timed in the same run (the device's best case)."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ..model import DiT, DiTConfig
+from ..precision import autocast, autocast_dtype
 from . import measure
 from .train_step import training_step
 
@@ -49,21 +48,23 @@ def profiled(step, repeats: int, device: torch.device) -> tuple[list[dict], floa
     return sorted(ops, key=lambda op: -op["seconds"]), sum(op["seconds"] for op in ops)
 
 
-def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool = False, repeats: int = 5) -> dict:
+def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool = False, repeats: int = 5,
+        precision: str = "auto") -> dict:
     torch.manual_seed(0)
     x0 = torch.randn(batch_size, config.in_channels, *config.input_size, device=device)
     t = torch.randint(0, 1000, (batch_size,), device=device)
     x_t = 0.5 * x0 + 0.5 * torch.randn_like(x0)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    dtype = autocast_dtype(device, precision)
+    casting = autocast(device, dtype)
     model = DiT(config).to(device).train()
-    counts = measure.flops_by_operator(training_step(model, model, x_t, t, x0, autocast))
+    counts = measure.flops_by_operator(training_step(model, model, x_t, t, x0, casting))
     flops = sum(counts.values())
     mm_flops = sum(n for op, n in counts.items() if op != "aten.bmm")  # the matmuls and convolutions, not attention
-    peak, peak_flops = measure.matmul(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    peak, peak_flops = measure.matmul(device, dtype or torch.float32)  # the peak of the dtype the matmuls run in
     peak_rate = peak_flops / measure.median(measure.interleaved({"peak": peak}, device, repeats=5)["peak"])
-    variants = {"eager": training_step(model, model, x_t, t, x0, autocast)}
+    variants = {"eager": training_step(model, model, x_t, t, x0, casting)}
     if compile:
-        variants["compiled"] = training_step(model, torch.compile(model), x_t, t, x0, autocast)
+        variants["compiled"] = training_step(model, torch.compile(model), x_t, t, x0, casting)
     figures = {}
     for name, step in variants.items():
         ops, profiled_seconds = profiled(step, repeats, device)
@@ -75,15 +76,17 @@ def run(config: DiTConfig, device: torch.device, batch_size: int, compile: bool 
         figures[name] = {"step_seconds": step_time, "profiled_seconds": profiled_seconds, "groups": groups,
                          "top_ops": ops[:15], "mfu": flops / step_time / peak_rate,
                          "matmul_rate_vs_peak": mm_flops / matmul_seconds / peak_rate if matmul_seconds else None}
-    return {"benchmark": "profile", "config": config.to_dict(), "batch_size": batch_size, "flops_per_step": flops,
+    return {"benchmark": "profile", "config": config.to_dict(), "batch_size": batch_size,
+            "precision": str(dtype or torch.float32).removeprefix("torch."), "flops_per_step": flops,
             "matmul_flops_per_step": mm_flops, "peak_flops_per_s": peak_rate, "variants": figures}
 
 
 def report(result: dict) -> str:
     lines = [f"training step of our DiT (width {result['config']['hidden_size']}, depth {result['config']['depth']}), "
-             f"batch {result['batch_size']}: {result['flops_per_step'] / 1e9:.1f} GFLOP, of which matmuls and "
-             f"convolutions {result['matmul_flops_per_step'] / 1e9:.1f}; measured peak "
-             f"{result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s"]
+             f"batch {result['batch_size']}, {result.get('precision', 'float32')}: "
+             f"{result['flops_per_step'] / 1e9:.1f} GFLOP, of which matmuls and convolutions "
+             f"{result['matmul_flops_per_step'] / 1e9:.1f}; measured peak "
+             f"{result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s in that dtype"]
     for name, v in result["variants"].items():
         rate = v["matmul_rate_vs_peak"]
         lines.append(f"  {name}: step {v['step_seconds'] * 1e3:.1f} ms, MFU {100 * v['mfu']:.1f} %; the matmuls run at "
