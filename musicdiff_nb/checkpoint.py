@@ -100,17 +100,17 @@ def save_checkpoint(path, state: TrainState, schedule: DDPMSchedule, cfg: TrainC
 
 
 def _upgrade(state: dict) -> dict:
-    """A checkpoint of format 1 kept its spectrogram, data and split in a
-    free-form ``metadata`` dict: rebuild its run from them."""
+    """A checkpoint written before runs were recorded kept its spectrogram,
+    data and split in a free-form ``metadata`` dict: rebuild its run from them
+    (what that dict did not hold, e.g. clips per song, takes RunConfig's defaults)."""
     if "run" in state:
         return state
     meta = state.pop("metadata", None) or {}
     run = None
     if meta.get("spectrogram"):
-        model = {k: v for k, v in state["model_config"].items() if k != "cond_dim"}
         run = RunConfig.from_dict({
-            "spectrogram": meta["spectrogram"], "model": model, "schedule": state["schedule_config"],
-            "train": TrainConfig.from_dict(state["train_config"]).__dict__,
+            "spectrogram": meta["spectrogram"], "model": state["model_config"], "schedule": state["schedule_config"],
+            "train": asdict(TrainConfig.from_dict(state["train_config"])),
             "data": {"source": meta.get("data", "demo"), **(meta.get("split") or {})},
             "conditioning": (state.get("conditioning") or {}).get("kind", "none"),
         }).to_dict()

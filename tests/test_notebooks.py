@@ -3,6 +3,8 @@ way, each cell short. (Running them is nbmake's job: ``pytest --nbmake notebooks
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -66,6 +68,21 @@ def test_cells_are_short_and_figures_come_from_the_package(name):
         assert not re.search(r"^\s*(import matplotlib|from matplotlib)", cell.source, re.M), \
             f"{name}: figures come from musicdiff_nb.viz"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), f"{name}: functions belong in the package"
+
+
+def as_script(nb) -> str:
+    """The code cells as one Python script; shell (!) and magic (%) lines become ``pass``."""
+    lines = [re.sub(r"^(\s*)[!%].*", r"\1pass", line) for cell in code_cells(nb) for line in cell.source.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_every_name_a_notebook_imports_or_assigns_is_used(name):
+    """ruff's pyflakes rules over the notebook's code: no unused import, no undefined name."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "F",
+                           "--output-format", "concise", "--stdin-filename", f"{name}.py", "-"],
+                          input=as_script(load(name)), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_no_mode_is_chosen_in_a_notebook():
