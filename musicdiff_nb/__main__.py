@@ -30,7 +30,8 @@ from .files import atomic_write, check_writable_folder
 from .model import DiTConfig
 from .precision import PRECISIONS
 from .processes import is_main_process, pick_device
-from .quality import evaluate_checkpoint
+from .quality import build_reference, load_for_scoring
+from .quality import evaluate as score_model
 from .sample import sample as sample_clips
 from .sample import save_audio
 from .schedule import BETA_SCHEDULES, PREDICTION_TYPES
@@ -213,16 +214,17 @@ def sample(args):
 
 
 def evaluate(args):
-    ckpt = load_checkpoint(args.checkpoint)  # read twice (here and to score): small next to sampling n clips
+    """Score the checkpoint's EMA model against the songs its run held out (``--data``: another source's)."""
+    ckpt, run = load_for_scoring(args.checkpoint, pick_device(args.device))
     how = _sample_settings(args, ckpt)
-    steps = how.steps
     n = args.n or how.quality_clips
-    report = evaluate_checkpoint(args.checkpoint, args.data, n=n, steps=steps, sampler=how.sampler,
-                                 seed=args.seed, device=pick_device(args.device))
+    reference = build_reference(run.replace(data=dict(source=args.data)) if args.data else run)
+    report = score_model(ckpt.ema, ckpt.schedule, reference, n=n, steps=how.steps, sampler=how.sampler,
+                         seed=args.seed)
     print(report.summary())
     if args.json:
         with atomic_write(args.json, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "sampler": how.sampler, "steps": steps, "n": n,
+            json.dump({"checkpoint": args.checkpoint, "sampler": how.sampler, "steps": how.steps, "n": n,
                        **report.to_dict()}, f, indent=1)
 
 

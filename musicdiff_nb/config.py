@@ -17,18 +17,18 @@ from pathlib import Path
 
 import yaml
 
-from .conditioning import Conditioning, label_conditioning, text_conditioning
+from .conditioning import KINDS, Conditioning, label_conditioning, text_conditioning
 from .data import SPLIT, load_music_dataset
 from .files import atomic_write
 from .model import DiT, DiTConfig
 from .precision import PRECISIONS
 from .processes import pick_device
+from .sample import SAMPLERS
 from .schedule import DDPMSchedule, ScheduleConfig
 from .spectrogram import SpectrogramConfig
 
-CONDITIONINGS = ("none", "labels", "text")
+CONDITIONINGS = ("none", *KINDS)
 LOSS_WEIGHTINGS = ("none", "min_snr")
-SAMPLERS = ("ddim", "ddpm", "dpm++")
 
 
 @dataclass

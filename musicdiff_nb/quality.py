@@ -295,16 +295,7 @@ def load_for_scoring(path, device="cpu"):
     run = ckpt.run
     if not run.data.held_out:
         warnings.warn(f"{path} was trained on every song (no held-out split): it is scored against songs it saw",
-                      stacklevel=3)
+                      stacklevel=2)
         run = run.replace(data=SPLIT)
     return ckpt, run
 
-
-def evaluate_checkpoint(path, data: str | None = None, n: int = 64, steps: int | None = 50, sampler: str = "ddim",
-                        seed: int = 0, device="cpu") -> QualityReport:
-    """``evaluate`` a checkpoint's EMA model against the songs its training
-    held out (the checkpoint records its run: the data, the split, the
-    spectrogram); ``data`` scores it against another source's songs."""
-    ckpt, run = load_for_scoring(path, device)
-    reference = build_reference(run.replace(data=dict(source=data)) if data else run)
-    return evaluate(ckpt.ema, ckpt.schedule, reference, n=n, steps=steps, sampler=sampler, seed=seed)
