@@ -89,7 +89,8 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
         if sampler == "ddim":
             x = schedule.ddim_step(out, t, x, t_prev, config.prediction_type, eta=eta, generator=generator)
         elif sampler == "dpm++":
-            x, previous = schedule.dpm_solver_step(x0, t, x, t_prev, previous), (x0, t)
+            x = schedule.dpm_solver_step(out, t, x, t_prev, config.prediction_type, previous=previous)
+            previous = (x0, t)
         else:
             x = schedule.ddpm_step(out, t, x, t_prev, config.prediction_type, generator=generator)
         if return_trajectory:

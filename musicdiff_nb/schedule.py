@@ -150,10 +150,11 @@ class DDPMSchedule:
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp_min(1e-20)
         return mean, variance
 
+    # All three reverse steps take (model_output, t, x_t, t_prev, prediction_type), as diffusers' step() does.
     def ddpm_step(self, model_output: torch.Tensor, t, x_t: torch.Tensor, t_prev=None,
-                  prediction_type: str = "sample", generator: torch.Generator | None = None,
+                  prediction_type: str = "sample", *, generator: torch.Generator | None = None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
-        """One ancestral step x_t -> x_{t_prev} with the fixed-small variance."""
+        """One ancestral step x_t -> x_{t_prev} (default t - 1) with the fixed-small variance."""
         t_prev = _minus_one(t) if t_prev is None else t_prev
         x0 = self.predict_x0(model_output, x_t, t, prediction_type)
         mean, variance = self.posterior(x0, x_t, t, t_prev)
@@ -164,7 +165,7 @@ class DDPMSchedule:
         return mean + _broadcast(noisy.to(x_t.dtype), x_t) * variance.sqrt() * noise
 
     def ddim_step(self, model_output: torch.Tensor, t, x_t: torch.Tensor, t_prev,
-                  prediction_type: str = "sample", eta: float = 0.0,
+                  prediction_type: str = "sample", *, eta: float = 0.0,
                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """One DDIM step x_t -> x_{t_prev} (t_prev = -1: straight to x0).
         eta = 0 is deterministic; eta = 1 has DDPM's variance."""
@@ -184,7 +185,8 @@ class DDPMSchedule:
         a = self.abar(t, like)
         return 0.5 * (a.log() - (-a).log1p())
 
-    def dpm_solver_step(self, x0: torch.Tensor, t, x_t: torch.Tensor, t_prev, previous=None) -> torch.Tensor:
+    def dpm_solver_step(self, model_output: torch.Tensor, t, x_t: torch.Tensor, t_prev,
+                        prediction_type: str = "sample", *, previous=None) -> torch.Tensor:
         """One step x_t -> x_{t_prev} of DPM-Solver++(2M) (Lu et al. 2022,
         "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
         Models", Algorithm 2), from the model's x0 prediction at t.
@@ -195,6 +197,7 @@ class DDPMSchedule:
         diffusers' DPMSolverMultistepScheduler does with lower_order_final and
         final_sigmas_type="zero".
         """
+        x0 = self.predict_x0(model_output, x_t, t, prediction_type)
         a_t, a_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
         lambda_t, lambda_prev = self.half_log_snr(t, x_t), self.half_log_snr(t_prev, x_t)
         h = lambda_prev - lambda_t

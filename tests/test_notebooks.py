@@ -13,7 +13,7 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SERIES = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 COLAB = "https://colab.research.google.com/github/musicdiff/musicdiff/blob/main/notebooks/{}.ipynb"
-MAX_CELL_LINES = 15
+MAX_CELL_LINES = 30
 
 
 def load(name):
@@ -61,13 +61,14 @@ def test_opening(name):
 
 
 @pytest.mark.parametrize("name", SERIES)
-def test_cells_are_short_and_figures_come_from_the_package(name):
+def test_cells_are_short(name):
+    """A cell a learner reads at once: up to ~30 lines (a figure of its own, a `def`);
+    what several notebooks share belongs in the package."""
     for cell in code_cells(load(name)):
         lines = [line for line in cell.source.splitlines() if line.strip()]
-        assert len(lines) <= MAX_CELL_LINES, f"{name}: a {len(lines)}-line cell belongs in the package:\n{cell.source}"
-        assert not re.search(r"^\s*(import matplotlib|from matplotlib)", cell.source, re.M), \
-            f"{name}: figures come from musicdiff_nb.viz"
-        assert not re.search(r"^\s*(def|class) ", cell.source, re.M), f"{name}: functions belong in the package"
+        assert len(lines) <= MAX_CELL_LINES, f"{name}: a {len(lines)}-line cell; split it or move shared code " \
+                                             f"to the package:\n{cell.source}"
+        assert not re.search(r"^\s*class ", cell.source, re.M), f"{name}: classes belong in the package"
 
 
 def as_script(nb) -> str:

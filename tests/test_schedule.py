@@ -90,7 +90,7 @@ def test_dpm_solver_step(beta_schedule, prediction_type, spacing, steps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         expected = theirs.step(out, t, x).prev_sample
         x0 = ours.predict_x0(out, x, t, prediction_type)
-        got = ours.dpm_solver_step(x0, t, x, t_prev, previous)
+        got = ours.dpm_solver_step(out, t, x, t_prev, prediction_type, previous=previous)
         assert_close_for_its_size(got, expected, t)
         x, previous = expected, (x0, t)
 
@@ -108,9 +108,9 @@ def test_dpm_solver_step_per_sample_timesteps():
     g = torch.Generator().manual_seed(6)
     x, x0, x0_before = (torch.randn(3, 2, 8, 8, generator=g) for _ in range(3))
     t, t_prev, t_before = torch.tensor([800, 400, 100]), torch.tensor([600, 250, -1]), torch.tensor([999, 600, 300])
-    got = schedule.dpm_solver_step(x0, t, x, t_prev, (x0_before, t_before))
+    got = schedule.dpm_solver_step(x0, t, x, t_prev, previous=(x0_before, t_before))
     for i in range(3):
-        one = schedule.dpm_solver_step(x0[i], int(t[i]), x[i], int(t_prev[i]), (x0_before[i], int(t_before[i])))
+        one = schedule.dpm_solver_step(x0[i], int(t[i]), x[i], int(t_prev[i]), previous=(x0_before[i], int(t_before[i])))
         assert torch.allclose(got[i], one, atol=ATOL)
 
 
