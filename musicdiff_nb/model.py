@@ -7,7 +7,11 @@ tokens --(adaLN-Zero transformer block) x depth--> adaLN final layer
        --ConvTranspose2d patch de-embed--> [B, C, F, T]
 
 The patch (de-)embedding is convolutional, as in the seed; with kernel =
-stride = patch size it equals DiT's linear patchify / unpatchify.
+stride = patch size it equals DiT's linear patchify / unpatchify. Patches
+may be rectangles (frequency x time). DiT's head decodes each token into its
+own patch, so neighbouring patches agree only as far as the tokens do, and an
+under-trained model shows the grid; two other heads let neighbours share
+each border (``DiTConfig.head``).
 """
 
 from __future__ import annotations
@@ -22,16 +26,27 @@ from torch import nn
 from .conditioning import Conditioning
 from .schedule import PREDICTION_TYPES
 
+HEADS = ("linear", "overlap", "conv")
+CONV_HEAD_CHANNELS = 16
+
 
 @dataclass(frozen=True)
 class DiTConfig:
     """Architecture. ``input_size`` is (frequency bins, frames);
     ``cond_dim`` is the length of the conditioning vector (a multi-hot label
     vector, a text embedding...), 0 for an unconditional model.
-    ``prediction_type`` says what the network outputs (see schedule.py)."""
+    ``prediction_type`` says what the network outputs (see schedule.py).
+    ``patch_size`` is one side, or (frequency, time), e.g. (4, 8).
+
+    ``head`` decodes the tokens into the output: ``"linear"``, DiT's (each
+    token to its own patch); ``"overlap"``, a transposed convolution with a
+    kernel twice the patch (half a patch of margin all round), so that each
+    output value is written by the token it lies in and its neighbours;
+    ``"conv"``, DiT's to ``CONV_HEAD_CHANNELS`` channels, then SiLU and a 3 x 3
+    convolution across the patch borders. Each starts at zero output."""
 
     input_size: tuple[int, int] = (256, 256)
-    patch_size: int = 16
+    patch_size: int | tuple[int, int] = 16
     in_channels: int = 2
     hidden_size: int = 256
     depth: int = 4
@@ -39,15 +54,21 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     cond_dim: int = 0
     prediction_type: str = "sample"
+    head: str = "linear"
 
     def __post_init__(self):
         object.__setattr__(self, "input_size", tuple(int(s) for s in self.input_size))
-        h, w = self.input_size
-        p = self.patch_size
-        if h % p or w % p:
+        if not isinstance(self.patch_size, int):  # a pair (a list once read from JSON or YAML)
+            object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
+            if len(self.patch_size) != 2:
+                raise ValueError(f"patch_size={self.patch_size}: give one side or (frequency, time)")
+        (h, w), (pf, pt) = self.input_size, self.patch
+        if min(pf, pt) < 1 or h % pf or w % pt:
             raise ValueError(
-                f"input_size={self.input_size} does not divide by patch_size={p}: choose a patch size "
-                f"that divides both, or change the spectrogram's n_fft / frames")
+                f"input_size={self.input_size} does not divide by patch_size={self.patch_size}: choose a patch "
+                f"that divides it (frequency, time), or change the spectrogram's n_fft / frames")
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r}: use one of {HEADS}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} does not divide by num_heads={self.num_heads}")
         if self.hidden_size % 4:
@@ -58,8 +79,14 @@ class DiTConfig:
             raise ValueError(f"invalid DiTConfig: {self}")
 
     @property
+    def patch(self) -> tuple[int, int]:
+        """The patch's (frequency, time) sides."""
+        p = self.patch_size
+        return (p, p) if isinstance(p, int) else p
+
+    @property
     def grid_size(self) -> tuple[int, int]:
-        return (self.input_size[0] // self.patch_size, self.input_size[1] // self.patch_size)
+        return (self.input_size[0] // self.patch[0], self.input_size[1] // self.patch[1])
 
     @property
     def num_tokens(self) -> int:
@@ -122,15 +149,20 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 def deembed_patches(tokens: torch.Tensor, deembed: nn.ConvTranspose2d, grid: tuple[int, int]) -> torch.Tensor:
-    """``deembed`` (kernel = stride = patch size) applied to a token grid,
-    [B, N, D] -> [B, C, F, T], computed as what it is: one linear map per token,
-    then the patches laid side by side. Same result as calling the module,
-    several times faster on a CPU, where PyTorch's transposed convolution
-    takes a slow general path."""
-    B = tokens.shape[0]
-    C, (p, _) = deembed.out_channels, deembed.kernel_size
-    patches = (tokens @ deembed.weight.flatten(1)).view(B, *grid, C, p, p)
-    image = patches.permute(0, 3, 1, 4, 2, 5).reshape(B, C, grid[0] * p, grid[1] * p)
+    """``deembed`` applied to a token grid, [B, N, D] -> [B, C, F, T],
+    computed as what it is: one linear map per token, then the patches laid
+    side by side (kernel = stride), or added where they overlap (a larger
+    kernel: ``F.fold``). Same result as calling the module, several times
+    faster on a CPU, where PyTorch's transposed convolution takes a slow
+    general path."""
+    B, C = tokens.shape[0], deembed.out_channels
+    (kf, kt), (sf, st) = deembed.kernel_size, deembed.stride
+    values = tokens @ deembed.weight.flatten(1)  # [B, N, C * kf * kt]
+    if (kf, kt) == (sf, st):
+        image = values.view(B, *grid, C, kf, kt).permute(0, 3, 1, 4, 2, 5).reshape(B, C, grid[0] * kf, grid[1] * kt)
+    else:
+        image = F.fold(values.transpose(1, 2), (grid[0] * sf, grid[1] * st), deembed.kernel_size, stride=deembed.stride,
+                       padding=deembed.padding)
     return image + deembed.bias.view(1, C, 1, 1)
 
 
@@ -212,17 +244,27 @@ class DiTBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """adaLN, then the convolutional patch de-embedding back to [B, C, F, T]."""
+    """adaLN, then the patch de-embedding back to [B, C, F, T] (``DiTConfig.head``)."""
 
-    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+    def __init__(self, hidden_size: int, patch: tuple[int, int], out_channels: int, head: str = "linear"):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
-        self.deembed = nn.ConvTranspose2d(hidden_size, out_channels, kernel_size=patch_size, stride=patch_size)
+        channels = CONV_HEAD_CHANNELS if head == "conv" else out_channels
+        margin = tuple(p // 2 for p in patch) if head == "overlap" else (0, 0)
+        kernel = tuple(p + 2 * m for p, m in zip(patch, margin))
+        self.deembed = nn.ConvTranspose2d(hidden_size, channels, kernel, stride=patch, padding=margin)
+        self.conv = nn.Conv2d(channels, out_channels, 3, padding=1) if head == "conv" else None
+
+    @property
+    def output(self) -> nn.Module:
+        """The layer that writes the output (zero-initialised)."""
+        return self.conv if self.conv is not None else self.deembed
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
-        return deembed_patches(modulate(self.norm(x), shift, scale), self.deembed, grid)
+        image = deembed_patches(modulate(self.norm(x), shift, scale), self.deembed, grid)
+        return image if self.conv is None else self.conv(F.silu(image))
 
 
 class DiT(nn.Module):
@@ -236,13 +278,13 @@ class DiT(nn.Module):
                              f"build the DiT with cond_dim={conditioning.dim}, not {config.cond_dim}")
         self.config = config
         self.conditioning = conditioning
-        D, p = config.hidden_size, config.patch_size
+        D, p = config.hidden_size, config.patch
         self.patch_embed = nn.Conv2d(config.in_channels, D, kernel_size=p, stride=p)
         self.register_buffer("pos_embed", sincos_position_embedding(config.grid_size, D)[None], persistent=False)
         self.t_embedder = TimestepEmbedder(D)
         self.cond_embedder = ConditionEmbedder(config.cond_dim, D) if config.cond_dim else None
         self.blocks = nn.ModuleList(DiTBlock(D, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
-        self.final_layer = FinalLayer(D, p, config.in_channels)
+        self.final_layer = FinalLayer(D, p, config.in_channels, config.head)
         self.initialize_weights()
 
     def initialize_weights(self):
@@ -261,7 +303,7 @@ class DiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.deembed):
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.output):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -271,14 +313,14 @@ class DiT(nn.Module):
             raise ValueError(f"DiT expects x_t of shape [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, F, T] -> the patches' values [B, N, C * p * p]: tokens in
+        """x [B, C, F, T] -> the patches' values [B, N, C * pf * pt]: tokens in
         the model's order (rows of frequency, then time), each patch's values
         in the order ``patch_embed``'s weight reads them (channel, row,
         column), so that the patch embedding is ``patchify(x) @ W.flatten(1).T + b``."""
         self._check_input(x)
         B, C = x.shape[:2]
-        (rows, cols), p = self.config.grid_size, self.config.patch_size
-        return x.reshape(B, C, rows, p, cols, p).permute(0, 2, 4, 1, 3, 5).reshape(B, rows * cols, C * p * p)
+        (rows, cols), (pf, pt) = self.config.grid_size, self.config.patch
+        return x.reshape(B, C, rows, pf, cols, pt).permute(0, 2, 4, 1, 3, 5).reshape(B, rows * cols, C * pf * pt)
 
     def embed(self, x: torch.Tensor, t, cond=None, drop_cond=None):
         """Tokens with positions, and the conditioning vector c."""
@@ -322,7 +364,15 @@ class DiT(nn.Module):
             parts["condition MLP + null"] = self.cond_embedder
         for i, block in enumerate(self.blocks):
             parts[f"block {i}"] = block
-        parts["final adaLN + de-embed (ConvTranspose2d)"] = self.final_layer
+        final = self.final_layer
+        if self.config.head == "linear":
+            parts["final adaLN + de-embed (ConvTranspose2d)"] = final
+        else:
+            kernel = "x".join(map(str, final.deembed.kernel_size))
+            parts[f"final adaLN + de-embed (ConvTranspose2d, kernel {kernel})"] = nn.ModuleList(
+                [final.adaLN_modulation, final.deembed])
+            if final.conv is not None:
+                parts["output convolution (Conv2d 3x3)"] = final.conv
         return {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
 
     def num_parameters(self) -> int:

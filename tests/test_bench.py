@@ -45,7 +45,7 @@ def test_sampling_time_and_quality_per_step_count(tmp_path, capsys):
     assert rows["DDPM-20"]["speedup_vs_ddpm"] == 1.0 and rows["DPM++-3"]["model_calls"] == 3
     for row in rows.values():
         assert row["seconds_per_clip"] > 0 and len(row["seconds"]) == 2
-        for embedding in ("features", "judge"):
+        for embedding in ("features",):
             assert len(row["fd"][embedding]["seeds"]) == 2 and math.isfinite(row["fd"][embedding]["mean"])
         for report in row["quality"]:
             assert all(fd["floor"] < fd["ceiling"] for fd in report["fd"].values())
@@ -103,8 +103,7 @@ def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
                    "--sample-steps", "3", "--out", str(runs))
     row = result["rows"][0]
     assert row["variant"] == "baseline" and row["steps"] > 0 and row["n"] == 4
-    for embedding in ("features", "judge"):
-        fd = row["fd"][embedding]
+    for fd in (row["fd"]["features"], row["fd_train"]["features"]):
         assert fd["floor"] < fd["ceiling"] and math.isfinite(fd["normalised"])
     cli(["evaluate", "--checkpoint", str(runs / "baseline" / "last.pt"), "-n", "4", "--steps", "3",
          "--json", str(tmp_path / "again.json")])

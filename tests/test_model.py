@@ -128,3 +128,62 @@ def test_traces_whole_under_torch_compile():
                           atol=1e-5)
     out.square().mean().backward()
     assert compiled(x, 7, cond).shape == x.shape  # a number as the timestep
+
+
+@pytest.mark.parametrize("head", ["linear", "overlap", "conv"])
+@pytest.mark.parametrize("patch", [(4, 8), 8])
+def test_rectangular_patches_and_heads(patch, head):
+    """Patches of (frequency, time) sides and each output head: the shapes
+    follow, a fresh model outputs zero, a training step changes it, and the
+    parameter counts list every part."""
+    config = DiTConfig.preset("tiny", input_size=(32, 64), patch_size=patch, head=head)
+    pf, pt = config.patch
+    assert config.grid_size == (32 // pf, 64 // pt) and config.num_tokens == 32 * 64 // (pf * pt)
+    model = DiT(config)
+    x = torch.randn(3, 2, 32, 64)
+    assert model.patchify(x).shape == (3, config.num_tokens, 2 * pf * pt)
+    out = model(x, torch.tensor([1, 50, 500]))
+    assert out.shape == x.shape and torch.count_nonzero(out) == 0  # zero-initialised output, as DiT's
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(2):  # the first step moves only the output layer, the second reaches the rest
+        F.mse_loss(model(x, 10), x).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert torch.count_nonzero(model(x, 10)) > 0
+    counts = model.parameter_counts()
+    assert sum(counts.values()) == model.num_parameters()
+    deembed = next(name for name in counts if "de-embed" in name)
+    assert ("kernel" in deembed) == (head != "linear")
+    assert ("output convolution (Conv2d 3x3)" in counts) == (head == "conv")
+
+
+@pytest.mark.parametrize("head", ["linear", "overlap", "conv"])
+def test_heads_are_their_convolutions(head):
+    """The fast de-embedding equals the ConvTranspose2d it stands for (overlap:
+    kernel twice the patch, every output written by the patch it lies in and its
+    neighbours); the conv head mixes values across patch borders."""
+    model = randomize(DiT(DiTConfig.preset("tiny", input_size=(32, 64), patch_size=(4, 8), head=head)))
+    final, grid = model.final_layer, model.config.grid_size
+    tokens = torch.randn(2, model.config.num_tokens, model.config.hidden_size)
+    expected = final.deembed(tokens.transpose(1, 2).unflatten(2, grid))
+    assert torch.allclose(deembed_patches(tokens, final.deembed, grid), expected, atol=1e-5)
+    assert final.deembed.kernel_size == ((8, 16) if head == "overlap" else (4, 8))
+
+    def decode(tokens):
+        image = deembed_patches(tokens, final.deembed, grid)
+        return image if final.conv is None else final.conv(F.silu(image))
+
+    one = torch.zeros_like(tokens)
+    one[:, model.config.middle_token] = tokens[:, model.config.middle_token]  # a single token's reach:
+    touched = (decode(one) - decode(torch.zeros_like(one))).abs().sum((0, 1)) > 0  # the values it changes
+    reach = (int(touched.any(1).sum()), int(touched.any(0).sum()))
+    assert reach == {"linear": (4, 8), "overlap": (8, 16), "conv": (6, 10)}[head], reach
+
+
+def test_a_patch_pair_survives_the_config_round_trip():
+    config = DiTConfig.preset("tiny", patch_size=[4, 8], head="overlap")
+    assert config.patch_size == (4, 8) and DiTConfig(**config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"does not divide by patch_size=\(4, 12\)"):
+        DiTConfig.preset("tiny", patch_size=(4, 12))
+    with pytest.raises(ValueError, match="head='unet'"):
+        DiTConfig.preset("tiny", head="unet")

@@ -1,7 +1,7 @@
 """Quality per minute of training: every variant trains for the same
 wall-clock budget on the training songs of the demo set, then 64 DDIM-50
 samples are scored against the held-out songs (quality.py: normalised
-Fréchet distance on fixed features and on the judge, flatness, block
+Fréchet distance on fixed features (against held-out and training music), flatness, block
 energy). The peer of each variant is the baseline, the seed's choices at CPU
 size (complex STFT, x0 prediction, plain MSE, linear schedule).
 
@@ -127,7 +127,7 @@ def run(variants: list[str], minutes: float, out_dir: str, n: int = 64, sample_s
 def row_line(row: dict) -> str:
     fd, c = row["fd"], row["clips"]
     return (f"  {row['variant']:16s} {row['steps']:6d} steps  FD features {fd['features']['normalised']:6.3f}  "
-            f"judge {fd['judge']['normalised']:6.3f}  flatness {c['flatness']:.3f}  block {c['block_energy']:.3f}  "
+            f"training music {row['fd_train']['features']['normalised']:6.3f}  flatness {c['flatness']:.3f}  block {c['block_energy']:.3f}  "
             f"silence {c['silence']:.2f}  nearest {c['nearest_db']:5.1f} dB  loss {row['final_loss']:.4f}")
 
 
@@ -137,6 +137,6 @@ def report(result: dict) -> str:
     lines += [row_line(row) for row in result["rows"]]
     if result["rows"]:
         fd = result["rows"][0]["fd"]
-        lines.append(f"  real clips of the training songs: FD features {fd['features']['train_normalised']:.3f}, "
-                     f"judge {fd['judge']['train_normalised']:.3f} (a perfect copy of the training data)")
+        lines.append(f"  real clips of the training songs: FD features {fd['features']['train_normalised']:.3f} "
+                     "(a perfect copy of the training data)")
     return "\n".join(lines)
