@@ -214,7 +214,8 @@ def sample(args):
 
 
 def evaluate(args):
-    """Score the checkpoint's EMA model against the songs its run held out (``--data``: another source's)."""
+    """Score the checkpoint's EMA model against the songs its run held out and its training songs
+    (``--data``: another source's); the summary prints both comparisons."""
     ckpt, run = load_for_scoring(args.checkpoint, pick_device(args.device))
     how = _sample_settings(args, ckpt)
     n = args.n or how.quality_clips
@@ -268,7 +269,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/demo/samples")
     p.set_defaults(run=sample)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint's samples against the real songs its training held out")
+    p = sub.add_parser("evaluate", help="score a checkpoint's samples against the songs its training held out "
+                       "and against its training songs' music")
     p.add_argument("--checkpoint", default="runs/demo/last.pt")
     p.add_argument("--data", default=None, help="the checkpoint's data by default")
     p.add_argument("-n", type=int, default=None,

@@ -13,8 +13,8 @@ Distance"): fit a Gaussian to the embeddings of each set of clips,
     FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)),
 
 computed on embeddings of the waveform (resampled to 16 kHz), each dimension
-standardised by the real clips it is compared with, so that no feature
-dominates by its units:
+standardised by the real clips it is compared with (both halves, below), so
+that no feature dominates by its units:
 
 - ``"features"``: fixed audio features that no training can game, per clip
   the mean and spread over frames of 20 MFCCs (the DCT of the log-mel
@@ -179,11 +179,11 @@ class Reference:
 
     def calibration(self, n: int, seed: int, patch_size) -> dict:
         """The real side of scoring ``n`` clips, computed once per (n, seed,
-        patch_size). Per comparison: its clips' embedding (to standardise by),
-        two disjoint halves ``a`` and ``b`` of at most ``n`` clips, noise at
+        patch_size). Per comparison: two disjoint halves ``a`` and ``b`` of at
+        most ``n`` of its clips (which also standardise the embedding), noise at
         the loudness of ``b``, ``b`` through the representation (``round_trip``)
         and, against held-out music, ``train`` clips; and the per-clip
-        measures of the held-out ``a``."""
+        measures of ``n`` held-out clips."""
         key = n, seed, patch_size if isinstance(patch_size, int) else tuple(patch_size)
         if key not in self._calibrations:
             generator = torch.Generator().manual_seed(seed)
@@ -198,7 +198,7 @@ class Reference:
                 waves = dict(a=a, b=b, noise=noise, round_trip=to_waveform(to_spectrogram(b, cfg), cfg, b.shape[-1]))
                 if comparison == "held_out":
                     waves["train"] = self.train[torch.randperm(len(self.train), generator=generator)[:m]]
-                embedded = {k: embed(w, rate, self.embeddings) for k, w in {"scale": pool, **waves}.items()}
+                embedded = {k: embed(w, rate, self.embeddings) for k, w in waves.items()}
                 sets[comparison] = {"n": m, **{e: {k: v[e] for k, v in embedded.items()} for e in self.embeddings}}
             real = self.real[torch.randperm(len(self.real), generator=generator)[:n]]
             self._calibrations[key] = {"sets": sets, "measures": clip_measures(
@@ -219,14 +219,14 @@ def build_reference(run: RunConfig, *, max_train_clips_per_song: int | None = 30
 # -- scores -------------------------------------------------------------------------
 
 def calibrated(embedded: dict[str, torch.Tensor], generated: torch.Tensor) -> dict[str, float]:
-    """One embedding's FDs against the real half ``a``, standardised by the
-    comparison's clips, with floor, ceiling and the normalised scores."""
-    scale = embedded["scale"]
+    """One embedding's FDs against the real half ``a``, standardised by both
+    real halves, with floor, ceiling and the normalised scores."""
+    scale = torch.cat([embedded["a"], embedded["b"]])
     mean, std = scale.mean(0), scale.std(0)
     std = std.clamp_min(1e-2 * std.median())  # a dimension constant on real music must not divide by ~0
     a = (embedded["a"] - mean) / std
     fd = {k: frechet_distance((e - mean) / std, a) for k, e in [*embedded.items(), ("fd", generated)]
-          if k not in ("a", "scale")}
+          if k != "a"}
     fd["floor"], fd["ceiling"] = fd.pop("b"), fd.pop("noise")
     span = fd["ceiling"] - fd["floor"]
     for k in ("fd", "round_trip", "train"):
