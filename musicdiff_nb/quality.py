@@ -208,8 +208,8 @@ class Reference:
 
 def build_reference(run: RunConfig, *, max_train_clips_per_song: int | None = 30) -> Reference:
     """Load the songs ``run`` held out (every clip) and its training songs
-    (``max_train_clips_per_song`` each, as many as ``run`` trains on by
-    default), in its spectrogram."""
+    (``max_train_clips_per_song`` each: 30, as many as the CPU runs train
+    on), in its spectrogram."""
     real = run.load_data("held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
     train = run.load_data("train", max_clips_per_song=max_train_clips_per_song)
     train_waves = train.with_format("torch", columns=["audio"])[:]["audio"]

@@ -13,9 +13,10 @@ Per clip, from its magnitude spectrum (quality.py's ``feature_stft``):
   240 beats per minute (1 for a metronome, about 0 for no pulse);
 - ``chroma_change``: the mean and spread of the cosine distance between the
   chroma of consecutive half-second windows (about a beat): the harmony moving;
-- ``repetition``: from the self-similarity of those windows' MFCCs, the mean
-  similarity of windows a second or more apart, and the best lag's excess
-  over it (the clip returning to something it played before);
+- ``repetition``: from the self-similarity of those windows' log-mel spectra
+  less the clip's mean spectrum (how each window departs from the clip's
+  average sound), the mean similarity of windows a second or more apart, and
+  the best lag's excess over it (the clip returning to something it played);
 - ``spectral_change``: the mean dB difference between the log-mel spectra of
   consecutive seconds;
 - ``dynamics``: the spread of the half-second windows' loudness in dB.
@@ -104,8 +105,9 @@ def structure_features(magnitude: np.ndarray, sample_rate: int, hop_length: int)
     chroma = windows(librosa.feature.chroma_stft(S=power, sr=sample_rate), window)
     chroma_steps = 1 - np.einsum("ndw,ndw->nw", *(c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
                                                  for c in (chroma[..., 1:], chroma[..., :-1])))
-    mfcc = windows(librosa.feature.mfcc(S=log_mel, n_mfcc=20)[:, 1:], window)  # without the loudness term
-    similarity, repeats = repetition(cosine_similarity(mfcc), min_lag=round(1 / _WINDOW_SECONDS))
+    spectra = windows(log_mel, window)
+    moves = spectra - spectra.mean(-1, keepdims=True)  # a held sound, tone or noise, barely moves: ~0 similarity
+    similarity, repeats = repetition(cosine_similarity(moves), min_lag=round(1 / _WINDOW_SECONDS))
     seconds = windows(log_mel, second)
     spectral_change = np.abs(np.diff(seconds, axis=-1)).mean(axis=(-2, -1))
     loudness = librosa.power_to_db(windows(power.mean(-2), window), amin=1e-10)
