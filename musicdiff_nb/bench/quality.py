@@ -127,7 +127,8 @@ def run(variants: list[str], minutes: float, out_dir: str, n: int = 64, sample_s
 def row_line(row: dict) -> str:
     fd, c = row["fd"], row["clips"]
     return (f"  {row['variant']:16s} {row['steps']:6d} steps  FD features {fd['features']['normalised']:6.3f}  "
-            f"training music {row['fd_train']['features']['normalised']:6.3f}  flatness {c['flatness']:.3f}  block {c['block_energy']:.3f}  "
+            f"training music {row['fd_train']['features']['normalised']:6.3f}  flatness {c['flatness']:.3f}  "
+            f"block {c['block_energy']:.3f}  "
             f"silence {c['silence']:.2f}  nearest {c['nearest_db']:5.1f} dB  loss {row['final_loss']:.4f}")
 
 

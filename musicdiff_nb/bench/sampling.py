@@ -184,7 +184,8 @@ def report(result: dict) -> str:
     lines = [f"sampling {result['clips']} clips of {result['spectrogram']['frames']} frames from {result['model']}; "
              f"normalised FD against {result['scored_clips']} held-out clips per seed (0 = real, 1 = noise), "
              f"mean [seeds {seeds}]",
-             f"  {'contender':10s} {'calls':>5s} {'s per clip':>10s} {'vs DDPM':>8s}   {'FD features':22s} FD structure (clips >= 4 s)"]
+             f"  {'contender':10s} {'calls':>5s} {'s per clip':>10s} {'vs DDPM':>8s}   "
+             f"{'FD features':22s} FD structure"]
     for name, row in rows.items():
         fd = "   ".join(f"{row['fd'][e]['mean']:6.3f} [{' '.join(f'{v:.3f}' for v in row['fd'][e]['seeds'])}]"
                        for e in EMBEDDINGS if e in row["fd"])

@@ -193,7 +193,8 @@ def run(marks: tuple[float, ...] = (2, 5, 10, 20), threshold: float = 0.3, n: in
         for minutes in marks:
             report, saved = scored_mark(settings, name, mark_path(Path(out_dir), name, minutes), reference, n, steps)
             rows.append({"minutes": minutes, "steps": saved["step"], "seconds": saved["seconds"],
-                         "fd": report.fd["features"]["normalised"], "fd_train": report.fd_train["features"]["normalised"]})
+                         "fd": report.fd["features"]["normalised"],
+                         "fd_train": report.fd_train["features"]["normalised"]})
         result["contenders"][name] = {"rows": rows, "minutes_to_threshold": minutes_to(rows, threshold)}
     return {**result, **speedup(result)}
 
