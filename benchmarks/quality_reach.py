@@ -6,9 +6,10 @@ of those songs' clips are the reference (the seed also draws its halves and
 noise), and both the model's ``n`` samples (drawn with that seed) and the
 real clips set aside are scored against it. Per comparison and embedding it
 prints the mean and spread over seeds of both, and the gap between the means
-in units of the larger spread. With ``--join k`` each scored piece is ``k``
-consecutive model clips laid end to end, against real clips ``k`` times as
-long: the structure-in-time measure needs 4 s, and the models make 1-s clips.
+in units of the larger spread and of the real clips' spread. With ``--join
+k`` each scored piece is ``k`` consecutive model clips laid end to end,
+against real clips ``k`` times as long: the structure-in-time measure needs
+4 s, and the models make 1-s clips.
 
     python benchmarks/quality_reach.py [--checkpoint PATH] [--seeds 5] [--n 64] [--join 4] [--json FILE]
 
@@ -67,12 +68,13 @@ def main():
     for comparison, embeddings in rows[0]["model"].items():
         for e in embeddings:
             model, real = ([r[side][comparison][e] for r in rows] for side in ("model", "real"))
-            spread = max(statistics.stdev(model), statistics.stdev(real))
+            spreads = statistics.stdev(model), statistics.stdev(real)
             gap = statistics.mean(model) - statistics.mean(real)
-            summary[f"{comparison}/{e}"] = dict(model=model, real=real, gap=gap, spread=spread, ratio=gap / spread)
-            print(f"  against {comparison:8s} {e:9s} model {statistics.mean(model):.3f} ± {statistics.stdev(model):.3f}"
-                  f"   real {statistics.mean(real):.3f} ± {statistics.stdev(real):.3f}   gap {gap:.3f} = "
-                  f"{gap / spread:.1f} x the spread")
+            summary[f"{comparison}/{e}"] = dict(model=model, real=real, gap=gap, spreads=spreads,
+                                                ratio=gap / max(spreads))
+            print(f"  against {comparison:8s} {e:9s} model {statistics.mean(model):.3f} ± {spreads[0]:.3f}"
+                  f"   real {statistics.mean(real):.3f} ± {spreads[1]:.3f}   gap {gap:.3f} = "
+                  f"{gap / max(spreads):.1f} x the larger spread, {gap / spreads[1]:.1f} x the real clips'")
     if args.json:
         with atomic_write(args.json, "w") as f:
             json.dump({"args": vars(args), "summary": summary, "rows": rows}, f, indent=1)
