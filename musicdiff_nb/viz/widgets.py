@@ -5,11 +5,12 @@ module of the package that imports ipywidgets and IPython.
 An explorer's first view is drawn at once, so a headless run executes it too.
 It also carries a still of that view, for pages that cannot run widgets: the
 still is one more format of the explorer's own output (``image/png`` beside
-the widget view), so each page shows exactly one of them. JupyterLab, Colab
-and a page built with the widgets' saved state draw the live widget and
-ignore the PNG; GitHub, or an HTML export without widget state, cannot draw
-the widget and shows the PNG in its place. Displayed as a separate output,
-the still would stay above the live view, stale once a control moved.
+the widget view), so each page shows exactly one of them. JupyterLab and
+Colab draw the live widget, and a page built with the notebook's saved widget
+state draws the widget as saved (its first view); both pass over the PNG.
+GitHub, or an HTML export without widget state, cannot draw the widget and
+shows the PNG in its place. Displayed as a separate output, the still would
+stay above the live view, stale once a control moved.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def explorer(render, **controls) -> "Explorer":
 
 class Explorer(widgets.VBox):
     """A VBox whose output also holds a PNG still: a front end that renders
-    widgets picks the widget view, one that cannot falls back to the PNG."""
+    widgets picks the widget view, one that cannot falls back to the PNG.
+    (ipywidgets 7, which Colab ships, displays a widget through its own
+    ``_ipython_display_``: there the live widget shows, without a still.)"""
 
     def __init__(self, children, still: str | None = None):
         super().__init__(children)
