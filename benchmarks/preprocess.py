@@ -21,7 +21,8 @@ import librosa
 import numpy as np
 import torch
 
-from musicdiff_nb.data import clip_starts, decode_audio, demo_folder, folder_songs, load_music_dataset
+from musicdiff_nb.data import clip_starts, decode_audio, load_music_dataset
+from musicdiff_nb.sources import demo_folder, folder_songs
 from musicdiff_nb.spectrogram import SpectrogramConfig, to_spectrogram
 
 import measure

@@ -63,7 +63,7 @@ def unit_scale(spec: SpectrogramConfig, source: str = "demo") -> SpectrogramConf
     than 0.5 changes it)."""
     if spec.representation != "complex":
         return spec
-    ds = load_music_dataset(source, spec, subset="train", max_clips_per_song=4)
+    ds = load_music_dataset(source, spec, songs="train", max_clips_per_song=4)
     waves = ds.with_format("torch", columns=["audio"])[:]["audio"]
     raw = to_spectrogram(waves, SpectrogramConfig(**{**asdict(spec), "scale": 1.0}))
     return SpectrogramConfig(**{**asdict(spec), "scale": round(float(raw.std()), 4)})

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, SpectrogramConfig, load_music_dataset, spectrograms
-from musicdiff_nb.data import decode_audio, demo_folder
+from musicdiff_nb.data import decode_audio
+from musicdiff_nb.sources import demo_folder
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 # Small enough for fast CPU tests: 128 bins x 64 frames (0.5 s at 16 kHz)
