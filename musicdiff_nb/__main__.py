@@ -1,4 +1,5 @@
-"""Command line: ``python -m musicdiff_nb {prepare,train,sample,bench} --help``.
+"""Command line: ``python -m musicdiff_nb {prepare,train,sample,evaluate} --help``
+(the benchmarks are scripts beside the package: ``python benchmarks/NAME.py --help``).
 
 The defaults train the tiny DiT on the demo set in a few minutes on a laptop
 CPU (the run ``RunConfig()`` declares); every field of the run is an option:
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from . import bench
 from .checkpoint import check_resume, load_checkpoint
 from .conditioning import with_condition
 from .config import CONDITIONINGS, LOSS_WEIGHTINGS, SAMPLERS, SECTIONS, RunConfig, SampleConfig
@@ -279,10 +279,6 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     p.set_defaults(run=evaluate)
-
-    p = sub.add_parser("bench", help="benchmarks against named peers (diffusers, librosa, DDPM), printed as ratios")
-    bench.add_arguments(p)
-    p.set_defaults(run=bench.run)
 
     args = parser.parse_args(argv)
     try:

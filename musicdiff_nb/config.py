@@ -191,15 +191,15 @@ class RunConfig:
         """The run's clips as the complex STFT (what 02-04 explain, whatever the model sees)."""
         return self.spectrogram.with_representation("complex")
 
-    def load_data(self, subset: str = "train", spectrogram: SpectrogramConfig | None = None, **options):
-        """The run's clips (``load_music_dataset``): ``subset="train"`` the songs it
+    def load_data(self, songs: str = "train", spectrogram: SpectrogramConfig | None = None, **options):
+        """The run's clips (``load_music_dataset``): ``songs="train"`` the songs it
         trains on, ``"held_out"`` the songs kept to score it, ``"all"`` every song;
         in ``spectrogram`` (the run's by default); ``options`` override the run's
         (``max_clips_per_song=None``) or add to them (``keep_audio=False``)."""
         d = self.data
         chosen = dict(held_out=d.held_out, split_seed=d.split_seed, max_songs=d.max_songs,
                       max_clips_per_song=d.max_clips_per_song)
-        return load_music_dataset(d.source, spectrogram or self.spectrogram, subset=subset, **{**chosen, **options})
+        return load_music_dataset(d.source, spectrogram or self.spectrogram, songs=songs, **{**chosen, **options})
 
     def build_conditioning(self, labels: list[str]) -> Conditioning | None:
         """The condition a model of this run takes: None, or ``labels`` (the

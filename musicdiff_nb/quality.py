@@ -1,5 +1,5 @@
 """Does it sound like music? Generated clips scored against real music that
-training never saw (songs held out by ``load_music_dataset(subset=...)``).
+training never saw (songs held out by ``load_music_dataset(songs=...)``).
 
 **Fréchet distance** (FD; Heusel et al. 2017, "GANs Trained by a Two
 Time-Scale Update Rule...", as FID; Kilgour et al. 2019, "Fréchet Audio

@@ -20,7 +20,7 @@ def run(*args):
     return result.stdout
 
 
-# what each command's --help must list: for train, sample and bench what the README names, for prepare
+# what each command's --help must list: for train and sample what the README names, for prepare
 # and evaluate their inputs
 PROMISED = {
     "prepare": ["--data", "--spectrogram", "--representation", "--max-songs", "--held-out"],
@@ -29,7 +29,6 @@ PROMISED = {
     "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance-scale",
                "--precision", "--out"],
     "evaluate": ["--checkpoint", "--data", "--sampler", "--json"],
-    "bench": ["train-step", "preprocess", "sampling", "seed-workload", "fast-path"],
 }
 
 

@@ -22,7 +22,7 @@ from musicdiff_nb.neighbours import nearest_clips
 from musicdiff_nb.spectrogram import magnitude_db
 from musicdiff_nb.viz import draw, widgets
 
-from conftest import TEST_SPEC, randomize
+from conftest import TEST_SPEC, benchmark, randomize
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -220,7 +220,7 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
 
 
 def test_sampler_quality_figure_draws_one_line_per_sampler():
-    from musicdiff_nb.bench.sampling import compare, figure_data
+    compare, figure_data = benchmark("sampling").compare, benchmark("sampling").figure_data
 
     def row(sampler, steps, fd):
         return {"sampler": sampler, "steps": steps, "model_calls": steps,
