@@ -116,21 +116,26 @@ def given(args, section: str) -> dict:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def _run_summary(run: RunConfig) -> str:
-    spec, m, t, d = run.spectrogram, run.model, run.train, run.data
-    shape = " x ".join(map(str, spec.shape))
-    return (f"{spec.representation} {shape}, DiT {m.depth} x {m.num_heads} at width {m.hidden_size}, "
-            f"{t.steps} steps of batch {t.batch_size} on {d.source!r}"
-            + (f", conditioned on {run.conditioning}" if run.conditioning != "none" else ""))
+def _named_runs() -> str:
+    """The named runs, one line each, for --help."""
+    lines = []
+    for name, run in RUNS.items():
+        spec, m, t = run.spectrogram, run.model, run.train
+        lines.append(f"  {name:18s} {spec.representation} {' x '.join(map(str, spec.shape))}; DiT of {m.depth} blocks "
+                     f"x {m.num_heads} heads, width {m.hidden_size}, {m.patch_size} x {m.patch_size} patches; "
+                     f"{t.steps} steps of batch {t.batch_size} on {run.data.source!r}"
+                     + (f", conditioned on {run.conditioning}" if run.conditioning != "none" else ""))
+    return "named runs (--run NAME, from config.RUNS):\n" + "\n".join(lines)
 
 
 def _run_options(p: argparse.ArgumentParser, sections):
     start = p.add_mutually_exclusive_group()
     start.add_argument("--run", dest="run_name", choices=RUNS, default=DEFAULT_RUN, metavar="NAME",
-                       help="start from this named run (config.RUNS; the defaults shown below are "
-                            f"{DEFAULT_RUN}'s): " + "; ".join(f"{name}: {_run_summary(run)}"
-                                                            for name, run in RUNS.items()))
+                       help=f"start from this named run (listed below; default: {DEFAULT_RUN}, whose settings are "
+                            "the defaults shown); the options given override it")
     start.add_argument("--config", help="start from this run (YAML or JSON, e.g. a run.yaml that train wrote)")
+    p.epilog = _named_runs()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     for section in sections:
         add_section_options(p, section)
 

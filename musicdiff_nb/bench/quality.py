@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from ..config import DataConfig, RunConfig, TrainConfig
-from ..data import load_music_dataset, spectrograms
+from ..data import load_data, load_music_dataset, spectrograms
 from ..files import atomic_write
-from ..model import DiTConfig
+from ..model import DiT, DiTConfig
 from ..quality import build_reference, evaluate
 from ..schedule import DDPMSchedule
 from ..spectrogram import SpectrogramConfig, to_spectrogram
@@ -94,9 +94,9 @@ def run_variant(name: str, overrides: dict, minutes: float, out_dir: Path, refer
     run = RunConfig(spec, model_config, schedule.config, data=DataConfig(**data), train=TrainConfig(
         steps=10**9, time_limit=60 * minutes, seed=seed, out_dir=str(out_dir / name), progress=False, log_every=50,
         checkpoint_every=10**6, **settings["train"]))
-    ds = run.load_data(keep_audio=False)
+    ds = load_data(run, keep_audio=False)
     torch.manual_seed(seed)
-    model = run.build_model()
+    model = DiT(run.model)
     state = train(model, schedule, spectrograms(ds), run)
     history = state.history
     key = json.dumps(asdict(spec), sort_keys=True)
