@@ -150,8 +150,8 @@ def _tiny_dit() -> DiTConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """A run, whole. The model is sized by the spectrogram (``in_channels``,
-    ``input_size`` follow it) and by the conditioning (``cond_dim``, set when
-    the model is built from the data's labels)."""
+    ``input_size`` follow it) and by the conditioning (``cond_dim``, which
+    ``DiT(run.model, conditioning)`` takes from the data's labels)."""
 
     spectrogram: SpectrogramConfig = field(default_factory=_cpu_spectrogram)
     model: DiTConfig = field(default_factory=_tiny_dit)
@@ -190,7 +190,7 @@ class RunConfig:
         return (f"{spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz -> {spec.representation} tensor "
                 f"{spec.shape}; DiT {m.depth} blocks x {m.num_heads} heads at width {m.hidden_size}, "
                 f"{m.patch_size} x {m.patch_size} patches; {d.source!r}, {clips}; {t.steps} steps of batch "
-                f"{t.batch_size} on {'the GPU if there is one' if t.device == 'auto' else t.device} -> "
+                f"{t.batch_size} on {'a GPU if there is one, else the CPU' if t.device == 'auto' else t.device} -> "
                 f"{t.out_dir or '(no checkpoint)'}")
 
     # --- plain values, files -----------------------------------------------------------------------------
