@@ -283,7 +283,8 @@ def main(argv=None):
     p = sub.add_parser("evaluate", help="score a checkpoint's samples against the real songs its training held out")
     p.add_argument("--checkpoint", default=str(DEFAULT_OUT / "last.pt"))
     p.add_argument("--data", default=None, help="the checkpoint's data by default")
-    p.add_argument("-n", type=int, default=SCORED_CLIPS, help="how many clips to generate and score")
+    p.add_argument("-n", type=int, default=SCORED_CLIPS,
+                   help=f"how many clips to generate and score (default: {SCORED_CLIPS})")
     add_section_options(p, "sample", only=("sampler", "steps"))  # what quality.evaluate samples with
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
