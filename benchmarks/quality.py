@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from musicdiff_nb.config import RunConfig
-from musicdiff_nb.data import load_music_dataset, spectrograms
-from musicdiff_nb.model import DiTConfig
+from musicdiff_nb.data import load_data, load_music_dataset, spectrograms
+from musicdiff_nb.model import DiT, DiTConfig
 from musicdiff_nb.quality import build_reference, evaluate
+from musicdiff_nb.schedule import DDPMSchedule
 from musicdiff_nb.settings import notebook_settings
 from musicdiff_nb.spectrogram import SpectrogramConfig, to_spectrogram
 from musicdiff_nb.train import train
@@ -75,9 +76,9 @@ def run_variant(name: str, settings: RunConfig, minutes: float, out_dir: Path, r
         settings = settings.replace(spectrogram=unit_scale(settings.spectrogram))
     settings = settings.replace(train=dict(steps=10**9, time_limit=60 * minutes, seed=seed, out_dir=str(out_dir / name),
                                            progress=False, log_every=50, checkpoint_every=10**6))
-    ds = settings.load_data(keep_audio=False)
+    ds = load_data(settings, keep_audio=False)
     torch.manual_seed(seed)
-    model, schedule = settings.build_model(), settings.build_schedule()
+    model, schedule = DiT(settings.model), DDPMSchedule(settings.schedule)
     state = train(model, schedule, spectrograms(ds), settings)
     history = state.history
     key = json.dumps(asdict(settings.spectrogram), sort_keys=True)

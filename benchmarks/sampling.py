@@ -39,7 +39,7 @@ from dataclasses import asdict
 import torch
 
 from musicdiff_nb.config import RunConfig
-from musicdiff_nb.data import spectrograms
+from musicdiff_nb.data import load_data, spectrograms
 from musicdiff_nb.model import DiT
 from musicdiff_nb.quality import EMBEDDINGS, build_reference, load_for_scoring, score
 from musicdiff_nb.sample import SAMPLERS, sample
@@ -58,12 +58,12 @@ def contender_name(sampler: str, steps: int) -> str:
 def demo_model(settings: RunConfig, device: torch.device, steps: int, timesteps: int,
                max_clips_per_song: int | None):
     """The DiT of ``settings`` trained for ``steps`` on its training songs (EMA weights) and its schedule."""
-    clips = spectrograms(settings.load_data("train", max_clips_per_song=max_clips_per_song, keep_audio=False))
+    clips = spectrograms(load_data(settings, "train", max_clips_per_song=max_clips_per_song, keep_audio=False))
     settings = settings.replace(schedule=dict(num_timesteps=timesteps), train=dict(
         steps=steps, batch_size=min(16, len(clips)), lr=1e-3, ema_decay=0.995, log_every=steps,
         checkpoint_every=steps, device=str(device), out_dir=None, progress=False))
     torch.manual_seed(0)
-    model, schedule = settings.build_model(), settings.build_schedule()
+    model, schedule = DiT(settings.model), DDPMSchedule(settings.schedule)
     return train(model, schedule, clips, settings).ema, schedule
 
 

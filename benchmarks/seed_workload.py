@@ -27,6 +27,7 @@ from musicdiff_nb.config import RunConfig
 from musicdiff_nb.data import load_music_dataset, spectrograms
 from musicdiff_nb.memory import gib
 from musicdiff_nb.model import DiT, DiTConfig
+from musicdiff_nb.schedule import DDPMSchedule
 from musicdiff_nb.spectrogram import SpectrogramConfig
 from musicdiff_nb.train import train
 
@@ -80,10 +81,10 @@ def run(device: torch.device, settings: RunConfig, steps: int | None = None, bat
                                            checkpoint_every=log_every, device=str(device), compile=compile,
                                            out_dir=None, progress=False))
     torch.manual_seed(0)
-    model = settings.build_model()
+    model = DiT(settings.model)
     measure.reset_peak_memory(device)
     start = time.perf_counter()
-    train(model, settings.build_schedule(), data, settings, callback=on_log)
+    train(model, DDPMSchedule(settings.schedule), data, settings, callback=on_log)
     wall = time.perf_counter() - start - paused[0]
     peak = measure.peak_memory(device)
 

@@ -39,6 +39,8 @@ import torch
 from musicdiff_nb.config import RunConfig
 from musicdiff_nb.data import load_music_dataset
 from musicdiff_nb.memory import gib
+from musicdiff_nb.model import DiT
+from musicdiff_nb.schedule import DDPMSchedule
 from musicdiff_nb.spectrogram import SpectrogramConfig
 from musicdiff_nb.train import train
 
@@ -91,7 +93,7 @@ def train_in_process(files: list[str], stream: bool, run: dict, steps: int, thre
         steps=steps, log_every=log_every, checkpoint_every=log_every, device="cpu", stream=stream, out_dir=None,
         progress=False))
     torch.manual_seed(0)
-    model = settings.build_model()
+    model = DiT(settings.model)
     logged, pss, paused = [], [], [0.0]
 
     def on_log(step, *_):
@@ -101,7 +103,7 @@ def train_in_process(files: list[str], stream: bool, run: dict, steps: int, thre
         paused[0] += time.perf_counter() - now
 
     start = time.perf_counter()
-    train(model, settings.build_schedule(), ds, settings, callback=on_log)
+    train(model, DDPMSchedule(settings.schedule), ds, settings, callback=on_log)
     (first_step, first_time, first_cpu), (last_step, last_time, last_cpu) = logged[0], logged[-1]
     return {"clips": len(ds), "seconds": time.perf_counter() - start - paused[0],
             "steps_per_s": (last_step - first_step) / (last_time - first_time),

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from musicdiff_nb.checkpoint import load_checkpoint
-from musicdiff_nb.data import spectrograms
+from musicdiff_nb.data import load_data, spectrograms
 from musicdiff_nb.files import atomic_write
 from musicdiff_nb.model import DiT, DiTConfig
 from musicdiff_nb.quality import build_reference, evaluate, score
@@ -58,7 +58,7 @@ def mark_path(out_dir: Path, name: str, minutes: float) -> Path:
 def train_ours(settings, clips, marks, out_dir: Path):
     """``train``, continued (resumed exactly) ``CHUNK_STEPS`` at a time until each mark."""
     torch.manual_seed(0)
-    model = settings.build_model()
+    model = DiT(settings.model)
     steps, used = 0, 0.0
     for minutes in marks:
         while used < 60 * minutes:
@@ -66,7 +66,7 @@ def train_ours(settings, clips, marks, out_dir: Path):
             steps += CHUNK_STEPS
             run = settings.replace(train=dict(steps=steps, out_dir=str(out_dir / "ours"), log_every=50,
                                               checkpoint_every=10**6, progress=False, resume=steps > CHUNK_STEPS))
-            train(model, run.build_schedule(), clips, run)
+            train(model, DDPMSchedule(run.schedule), clips, run)
             used += time.process_time() - start
         weights = load_checkpoint(run.train.checkpoint_path).ema.state_dict()
         save(mark_path(out_dir, "ours", minutes), weights, steps, used)
@@ -151,7 +151,7 @@ def train_contender(name: str, mode: str, marks: tuple[float, ...], out_dir: str
     if threads:
         torch.set_num_threads(threads)
     settings = notebook_settings(mode)
-    clips = spectrograms(settings.load_data(keep_audio=False))
+    clips = spectrograms(load_data(settings, keep_audio=False))
     (train_ours if name == "ours" else train_peer)(settings, clips, marks, Path(out_dir))
 
 

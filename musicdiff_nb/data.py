@@ -7,6 +7,7 @@ Every song is decoded by soundfile, mixed to mono, resampled by torchaudio
 and cut into clips of ``spectrogram.clip_samples`` samples. Clips and their
 spectrograms are cached by ``datasets`` (``Dataset.from_generator`` +
 ``Dataset.map``), so a second call, and every epoch, does no audio work.
+``load_data(run)`` loads a run's clips: its source, clips per song and split.
 
 Bad input: a file that cannot be read or decoded, is empty, holds NaN/inf, is
 silent or is shorter than one clip is skipped with a warning that names it,
@@ -31,6 +32,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from .config import DataConfig, RunConfig
 from .files import atomic_write, cache_root
 from .sources import find_songs, label_vocabulary, song_view
 from .spectrogram import SpectrogramConfig, to_spectrogram
@@ -156,10 +158,8 @@ def _file_stamps(songs: list[dict]) -> list:
     return stamps
 
 
-# -- which songs: the held-out split ------------------------------------------
-
 SONG_SETS = ("all", "train", "held_out")
-SPLIT = {"held_out": 0.2, "split_seed": 0}  # the split of every run the package makes: 2 of the 10 demo themes
+SPLIT = {"held_out": DataConfig.held_out, "split_seed": DataConfig.split_seed}  # the split of every run
 
 
 def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[int]:
@@ -249,6 +249,17 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     if not keep_audio:
         clips = clips.remove_columns("audio")
     return clips.with_format(None)
+
+
+def load_data(run: RunConfig, songs: str = "train", spectrogram: SpectrogramConfig | None = None, **options):
+    """The run's clips (``load_music_dataset``): ``songs="train"`` the songs it
+    trains on, ``"held_out"`` the songs kept to score it, ``"all"`` every song;
+    in ``spectrogram`` (the run's by default); ``options`` override the run's
+    (``max_clips_per_song=None``) or add to them (``keep_audio=False``)."""
+    d = run.data
+    chosen = dict(held_out=d.held_out, split_seed=d.split_seed, max_songs=d.max_songs,
+                  max_clips_per_song=d.max_clips_per_song)
+    return load_music_dataset(d.source, spectrogram or run.spectrogram, songs=songs, **{**chosen, **options})
 
 
 # -- from a dataset to tensors ------------------------------------------------

@@ -166,7 +166,7 @@ def plot_sampler_quality(curves: dict[str, dict[int, float]], levels: dict[str, 
 
 def plot_guidance_sweep(sweep: list[dict], real_hit_rate: float | None = None,
                         title: str = "classifier-free guidance"):
-    """Hit rate and diversity (rows of ``evaluation.guidance_sweep``) against
+    """Hit rate and diversity (rows of ``guidance.guidance_sweep``) against
     the guidance scale s; s = 0 is the unconditioned model."""
     scales = [row["scale"] for row in sweep]
     fig, ((hits, spread),) = new_figure(1, 2, size=(10, 3.6))
