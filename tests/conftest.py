@@ -1,6 +1,9 @@
 """Shared fixtures (real music from the demo set, fetched once into the cache)
 and the helpers that several test modules use."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,6 +14,22 @@ from musicdiff_nb.data import decode_audio, demo_folder
 TEST_SPEC = SpectrogramConfig.preset("small", frames=64)
 ATOL = 1e-5
 DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+# Debian's chromium, driven by Playwright without a browser download (the tests marked "browser")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The browser's path; skipped without it, except under CI=1, where it fails."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install chromium` (see .ci/run)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")
