@@ -59,7 +59,7 @@ def test_widget_stills_from_saved_state():
     assert "widgets" not in nb.metadata
     slider, bar = (output["data"]["text/html"] for cell in nb.cells[1:] for output in cell.outputs
                    if "text/html" in output.get("data", {}))
-    assert "t = 3, from 1 to 9" in slider and slider.count("<audio") == 1 and "data:audio/wav;base64," in slider
+    assert "t = 3 (1 to 9)" in slider and slider.count("<audio") == 1 and "data:audio/wav;base64," in slider
     bar = bar.replace("\u2007", " ")  # tqdm pads with figure spaces
     assert "train: 100%" in bar and '<progress value="5.0" max="5.0">' in bar and "5/5" in bar
 

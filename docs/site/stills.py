@@ -14,7 +14,6 @@ import html
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-CONTROLS_NOTE = "move in JupyterLab or Colab to redraw the figure above"
 
 
 def widget_html(model_id: str, state: dict) -> str:
@@ -22,7 +21,10 @@ def widget_html(model_id: str, state: dict) -> str:
     model = state[model_id]
     name, values = model["model_name"], model["state"]
     if name in ("HBoxModel", "VBoxModel", "BoxModel"):
-        children = [widget_html(child.removeprefix("IPY_MODEL_"), state) for child in values["children"]]
+        ids = [child.removeprefix("IPY_MODEL_") for child in values["children"]]
+        if ids and all(state[child]["model_name"].endswith("SliderModel") for child in ids):  # an explorer's
+            return _controls_html([state[child]["state"] for child in ids])
+        children = [widget_html(child, state) for child in ids]
         tag = "span" if name == "HBoxModel" else "div"
         return f'<{tag} class="widget-still">{" ".join(child for child in children if child)}</{tag}>'
     if name in ("HTMLModel", "LabelModel"):  # tqdm's text beside its bar; HTMLModel's value is HTML already
@@ -30,19 +32,29 @@ def widget_html(model_id: str, state: dict) -> str:
     if name in ("FloatProgressModel", "IntProgressModel"):
         return f'<progress value="{values.get("value", 0)}" max="{values.get("max", 100)}"></progress>'
     if name.endswith("SliderModel"):
-        return f'<span class="widget-control">{html.escape(_control_text(values))}</span>'
+        return _controls_html([values])
     if name == "OutputModel":  # its figures are the still drawn above; its audio is not
         return "".join(output["data"]["text/html"] for output in values.get("outputs", ())
                        if "text/html" in output.get("data", {}))
     return ""
 
 
+def _controls_html(sliders: list[dict]) -> str:
+    """``t = 250 (0 to 999). Move the slider in JupyterLab or Colab to redraw the figure above.``"""
+    values = "; ".join(_control_text(values) for values in sliders)
+    which = "the slider" if len(sliders) == 1 else "the sliders"
+    text = f"{values}. Move {which} in JupyterLab or Colab to redraw the figure above."
+    return f'<span class="widget-control">{html.escape(text)}</span>'
+
+
 def _control_text(values: dict) -> str:
+    """A slider's name, value and range."""
     if "_options_labels" in values:  # a SelectionSlider
-        value = values["_options_labels"][values.get("index", 0)]
-        return f"{values.get('description', '')} = {value} ({CONTROLS_NOTE})"
-    return (f"{values.get('description', '')} = {values['value']}, from {values['min']} to {values['max']} "
-            f"({CONTROLS_NOTE})")
+        labels = values["_options_labels"]
+        value, low, high = labels[values.get("index", 0)], labels[0], labels[-1]
+    else:
+        value, low, high = values["value"], values["min"], values["max"]
+    return f"{values.get('description', '')} = {value} ({low} to {high})"
 
 
 def replace_widget_views(nb) -> int:
