@@ -225,14 +225,14 @@ def test_model_figures_and_tables(demo_clips):
 def test_training_monitor(demo_clips, shown):
     torch.manual_seed(0)
     model, schedule = DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:])), DDPMSchedule()
-    monitor = viz.TrainingMonitor(model, schedule, demo_clips[0], TEST_SPEC, total_steps=20, snapshots=2,
-                                       redraw_seconds=0)
+    monitor = viz.TrainingMonitor(model, schedule, total_steps=20, clip=demo_clips[0], snapshots=2, redraw_seconds=0)
     assert torch.count_nonzero(monitor.predictions[0]) == 0  # a fresh DiT predicts zeros
     history = train(model, schedule, demo_clips, TrainConfig(steps=20, batch_size=3, lr=3e-3, log_every=5,
                                                               progress=False), callback=monitor).history
     assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
     assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
     assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated
+    assert "s to go" in titles(shown[1])[0] and "to go" not in titles(shown[-1])[0]
     fig = viz.plot_loss(history)
     assert_readable(fig, units=["MSE loss"])
     assert history.step[0] == 5 and fig.axes[0].get_xlim()[0] == 0  # the axis starts at step 0
