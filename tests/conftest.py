@@ -1,12 +1,18 @@
 """Shared fixtures (real music from the demo set, fetched once into the cache)
 and the helpers that several test modules use."""
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, SpectrogramConfig, load_music_dataset, spectrograms
-from musicdiff_nb.data import decode_audio, demo_folder
+from musicdiff_nb.data import decode_audio
+from musicdiff_nb.sources import demo_folder
 
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 # Small enough for fast CPU tests: 128 bins x 64 frames (0.5 s at 16 kHz)
 TEST_SPEC = SpectrogramConfig.preset("small", frames=64)
 ATOL = 1e-5
@@ -33,6 +39,15 @@ def demo_clips():
 
 
 # -- helpers --------------------------------------------------------------------
+
+def benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (its folder on the path, for the modules it shares)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    module = importlib.import_module(name)
+    assert Path(module.__file__).parent == BENCHMARKS, f"{name} is {module.__file__}, not the benchmark's script"
+    return module
+
 
 def randomize(model):
     """Give the zero-initialised layers weights, as training would."""

@@ -1,7 +1,8 @@
 """The widgets work for a person in JupyterLab, not only headless: a real
 JupyterLab server, 03_noise_schedule opened in headless Chromium (Debian's
 ``chromium``, driven by Playwright), all cells run, the timestep slider
-rendered as a slider and moved, and the figure redrawn."""
+rendered as a slider and moved, and the figure redrawn; the explorer's still
+(its PNG for pages without widgets) is not shown beside the live view."""
 
 import os
 import shutil
@@ -139,6 +140,7 @@ def test_timestep_slider_in_jupyterlab(chromium, jupyterlab, tmp_path):
             outputs = cell.locator(".jp-Cell-outputArea")
             assert "IntSlider(" not in outputs.inner_text() and "VBox(" not in outputs.inner_text()
             assert page.locator(".widget-output audio").count() == 1
+            assert outputs.locator("img").count() == 1  # the live view, and no still of it beside
             before = page.locator(FIGURE).get_attribute("src")
 
             handle = slider.locator(".noUi-handle")
