@@ -5,7 +5,7 @@ checks before a run resumes from one."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -87,11 +87,13 @@ class Checkpoint:
 
 
 def recorded_run(config: RunConfig | TrainConfig, model: DiT, schedule: DDPMSchedule) -> dict:
-    """What a checkpoint records of its run: the ``RunConfig`` (``to_dict``) or,
+    """What a checkpoint records of its run: the ``RunConfig`` (``to_dict``), with
+    the model and schedule it trained (so the record cannot disagree with the weights), or,
     for a model trained on bare tensors with a ``TrainConfig``, the sections
     that exist: the model, the schedule and the training settings."""
-    if isinstance(config, RunConfig):
-        return config.to_dict()
+    if isinstance(config, RunConfig):  # the model and schedule as trained, whatever the run declared
+        model_config = replace(model.config, cond_dim=config.model.cond_dim)
+        return config.replace(model=model_config, schedule=schedule.config).to_dict()
     return json.loads(json.dumps({"model": asdict(model.config), "schedule": asdict(schedule.config),
                                   "train": asdict(config)}))
 

@@ -2,6 +2,7 @@
 and the helpers that several test modules use."""
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,22 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 TEST_SPEC = SpectrogramConfig.preset("small", frames=64)
 ATOL = 1e-5
 DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+# Debian's chromium, driven by Playwright without a browser download (the tests marked "browser")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The browser's path; skipped without it, except under CI=1, where it fails."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install chromium` (see .ci/run)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """One run, declared once: RunConfig's sections, the named runs, its files, and the checkpoint that carries it."""
 
 import ast
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import pytest
@@ -114,6 +114,17 @@ def test_a_conditioned_run_records_its_conditioning(demo_clips, tmp_path):
     assert ckpt.run == run and ckpt.model.config.cond_dim == 3 and ckpt.label_names == ["a", "b", "c"]
     with pytest.raises(ValueError, match="needs labels, and the data 'demo' has none"):
         build_conditioning(run, [])
+
+
+def test_a_checkpoint_records_the_model_and_schedule_it_trained(demo_clips, tmp_path):
+    """A model or schedule other than the run's is what the weights are: the record says so."""
+    run = small_run(tmp_path)
+    model = DiT(replace(run.model, prediction_type="epsilon"))
+    schedule = DDPMSchedule(replace(run.schedule, beta_schedule="cosine"))
+    train(model, schedule, demo_clips, run)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt.run.model.prediction_type == "epsilon" and ckpt.run.schedule.beta_schedule == "cosine"
+    assert ckpt.run.train == run.train and ckpt.run.spectrogram == run.spectrogram
 
 
 def test_a_checkpoint_that_records_no_run_is_refused(demo_clips, tmp_path):

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CHROMIUM_ARGS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_noise_schedule.ipynb"
 TOKEN = "musicdiff-test-token"
 SERVER_START_S, RUN_ALL_S, REDRAW_S = 90, 300, 60
@@ -44,15 +43,6 @@ KERNEL_IDLE = """() => {
 }"""
 SLIDER = ".jp-OutputArea-output .widget-slider.widget-hslider"
 FIGURE = ".jp-OutputArea-output .widget-output img"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install chromium` (see .ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    return CHROMIUM
 
 
 def free_port() -> int:
