@@ -170,7 +170,7 @@ def run(device: torch.device, settings: RunConfig, checkpoint: str | None = None
 
 
 def figure_data(result: dict) -> tuple[dict, dict, float]:
-    """``viz.plot_sampler_quality``'s arguments from a result: each
+    """The curves, levels and noise band of a result, for a figure of quality against steps: each
     sampler's FD by steps, DDIM-50 and DDPM as levels, and the FD noise."""
     rows = result["contenders"]
     curves = {s: {row["steps"]: row["fd"]["features"]["mean"] for row in rows.values() if row["sampler"] == s}

@@ -108,3 +108,4 @@ def test_the_shipped_model_sounds_better_than_a_quick_one():
     scores = {name: evaluate(model, DDPMSchedule(), reference, n=32, steps=20).fd["features"]["normalised"]
               for name, model in [("shipped", ckpt.ema), ("quick", state.ema)]}
     assert scores["shipped"] < scores["quick"], scores
+    assert scores["shipped"] < 0.3, scores  # the goal docs/quality.md set for 10 CPU minutes (06 shows this score)

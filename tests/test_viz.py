@@ -18,11 +18,10 @@ from matplotlib.figure import Figure
 from nbconvert import HTMLExporter
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, sample, train, viz
-from musicdiff_nb.neighbours import nearest_clips
 from musicdiff_nb.spectrogram import magnitude_db
 from musicdiff_nb.viz import draw, widgets
 
-from conftest import TEST_SPEC, benchmark, randomize
+from conftest import TEST_SPEC, randomize
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -180,63 +179,34 @@ def test_model_tables(demo_clips):
 def test_training_monitor(demo_clips, shown):
     torch.manual_seed(0)
     model, schedule = DiT(DiTConfig.preset("tiny", input_size=TEST_SPEC.shape[1:])), DDPMSchedule()
-    monitor = viz.TrainingMonitor(model, schedule, demo_clips[0], TEST_SPEC, total_steps=20, snapshots=2,
-                                       redraw_seconds=0)
+    monitor = viz.TrainingMonitor(model, schedule, total_steps=20, clip=demo_clips[0], snapshots=2, redraw_seconds=0)
     assert torch.count_nonzero(monitor.predictions[0]) == 0  # a fresh DiT predicts zeros
     history = train(model, schedule, demo_clips, TrainConfig(steps=20, batch_size=3, lr=3e-3, log_every=5,
                                                               progress=False), callback=monitor).history
     assert sorted(monitor.predictions) == [0, 10, 20] and monitor.due == []
     assert monitor.errors[20].shape == (5,) and monitor.errors[20].mean() < monitor.errors[0].mean()
     assert len(shown) == 4 and "step 20 of 20" in titles(shown[-1])[0]  # drawn once, then updated
+    assert "s to go" in titles(shown[1])[0] and "to go" not in titles(shown[-1])[0]
     fig = viz.plot_loss(history)
     assert_readable(fig, units=["MSE loss"])
     assert history.step[0] == 5 and fig.axes[0].get_xlim()[0] == 0  # the axis starts at step 0
-    fig = monitor.plot_predictions()
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert len(fig.axes) == 4 * 5 and "step 20: x_0 from t = 999" in titles(fig)[-1]
 
 
 # -- 06 ------------------------------------------------------------------------
 
-def test_sampling_figures_and_explorer(demo_clips, shown):
+def test_trajectory_explorer(shown):
     model = tiny_model()
     x, trajectory = sample(model, DDPMSchedule(), 2, steps=4, return_trajectory=True)
-    fig = viz.plot_trajectory(trajectory, TEST_SPEC, index=1, count=3)
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert [t.split(":")[0] for t in titles(fig)[:3]] == ["after 0 steps", "after 2 steps", "after all 4 steps"]
-    last = fig.axes[2].images[0].get_array()  # top row, last column: the finished sample
-    assert torch.allclose(torch.tensor(last.data), magnitude_db(x[1], TEST_SPEC))
     box = viz.trajectory_explorer(trajectory, TEST_SPEC, index=1)
     slider = box.children[0].children[0]
     figure, audio = shown
     assert has_still(box) and isinstance(audio, Audio)
     assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(figure)[0]
+    last = figure.axes[0].images[0].get_array()  # the finished sample
+    assert torch.allclose(torch.tensor(last.data), magnitude_db(x[1], TEST_SPEC))
     slider.value = 0
     assert "t = 999" in titles(shown[-2])[0] and isinstance(shown[-1], Audio)
-    found = nearest_clips(x, demo_clips, TEST_SPEC)
-    fig = viz.plot_nearest(x, demo_clips, found, TEST_SPEC, names=[f"song {i}" for i in range(6)])
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "dB RMS" in titles(fig)[1] and len(fig.axes) == 4
 
-
-def test_sampler_quality_figure_draws_one_line_per_sampler():
-    compare, figure_data = benchmark("sampling").compare, benchmark("sampling").figure_data
-
-    def row(sampler, steps, fd):
-        return {"sampler": sampler, "steps": steps, "model_calls": steps,
-                "fd": {"features": {"mean": fd, "seeds": [fd - 0.01, fd + 0.01]}}}
-
-    rows = {f"{s.upper()}-{k}": row(s, k, 0.3 + 1 / k) for s in ("ddim", "dpm++") for k in (5, 10, 50)}
-    rows["DDPM-1000"] = row("ddpm", 1000, 0.3)
-    samplers = ("ddim", "dpm++")
-    result = {"contenders": rows, "samplers": samplers, **compare(rows, samplers, "DDIM-50", "DDPM-1000")}
-    fig = viz.plot_sampler_quality(*figure_data(result))
-    assert_readable(fig, units=["steps", "normalised FD"])
-    ax = fig.axes[0]
-    assert [line.get_label() for line in ax.lines] == ["DDIM", "DPM++", "DDIM-50", "DDPM-1000"]
-    assert list(ax.lines[1].get_xdata()) == [5, 10, 50] and ax.get_xscale() == "log"
-    assert list(ax.lines[1].get_ydata()) == [0.3 + 1 / k for k in (5, 10, 50)]
-    assert ax.lines[2].get_ydata()[0] == rows["DDIM-50"]["fd"]["features"]["mean"]
 
 def test_play_keeps_silence_silent():
     """IPython's Audio divides by the peak: silence would become NaN noise."""
@@ -325,7 +295,7 @@ def test_figures_and_the_command_line_load_no_widgets():
     nothing the command line's PNGs need)."""
     check = ("import sys, musicdiff_nb.__main__\n"
              "from musicdiff_nb.viz.figures import plot_loss, plot_spectrograms, save_figure\n"
-             "from musicdiff_nb.viz import plot_quality, song_table\n"
+             "from musicdiff_nb.viz import plot_trajectory_step, song_table\n"
              "loaded = sorted({'ipywidgets', 'IPython'} & sys.modules.keys())\n"
              "assert not loaded, f'loaded {loaded}'")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
