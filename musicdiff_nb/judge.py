@@ -84,6 +84,19 @@ def train_judge(specs: torch.Tensor, targets: torch.Tensor, label_names, spectro
     return judge.eval()
 
 
+def split_by_song(songs, every: int = 4) -> torch.Tensor:
+    """A test set for the judge: a bool mask over clips, True for every clip
+    of every ``every``-th song (in order of first appearance). Clips of one
+    song sound alike, so a judge tested on other clips of its training songs
+    would score itself too well; here no song is on both sides."""
+    songs = list(songs)
+    order = {song: k for k, song in enumerate(dict.fromkeys(songs))}
+    if len(order) < every:
+        raise ValueError(f"{len(order)} song(s): holding out every {every}th song needs at least {every} "
+                         "(load more songs or lower every=)")
+    return torch.tensor([order[song] % every == every - 1 for song in songs])
+
+
 def judge_scores(judge: LabelJudge, specs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     """On clips with known labels: ``recall`` (share of their labels the judge
     finds) and ``false_alarms`` (share of the other labels it finds)."""

@@ -1,6 +1,6 @@
 """Does it sound like music? Generated clips scored against real music, two ways:
 
-- against **held-out music**, songs training never saw (``load_music_dataset(subset=...)``):
+- against **held-out music**, songs training never saw (``load_music_dataset(songs=...)``):
   does the model make music of this kind, beyond the themes it learned?
 - against **the training songs' music**, what the model was fit to: has it
   learned its data? This comparison keeps its reach once samples are as close
@@ -58,7 +58,7 @@ import torchaudio.functional as AF
 
 from .checkpoint import load_checkpoint
 from .config import RunConfig
-from .data import SPLIT, spectrograms
+from .data import SPLIT, load_data, spectrograms
 from .model import DiT
 from .neighbours import nearest_clips
 from .sample import sample
@@ -210,8 +210,8 @@ def build_reference(run: RunConfig, *, max_train_clips_per_song: int | None = 30
     """Load the songs ``run`` held out (every clip) and its training songs
     (``max_train_clips_per_song`` each: 30, as many as the CPU runs train
     on), in its spectrogram."""
-    real = run.load_data("held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
-    train = run.load_data("train", max_clips_per_song=max_train_clips_per_song)
+    real = load_data(run, "held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
+    train = load_data(run, "train", max_clips_per_song=max_train_clips_per_song)
     train_waves = train.with_format("torch", columns=["audio"])[:]["audio"]
     return Reference(run.spectrogram, real[:]["audio"], train_waves, spectrograms(train))
 

@@ -11,8 +11,8 @@ from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpo
 from musicdiff_nb import conditioning as conditioning_module
 from musicdiff_nb.conditioning import Conditioning, label_conditioning, text_conditioning
 from musicdiff_nb.data import label_names, load_music_dataset, multi_hot, spectrograms
-from musicdiff_nb.evaluation import guidance_sweep
-from musicdiff_nb.judge import judge_scores, train_judge
+from musicdiff_nb.guidance import guidance_sweep
+from musicdiff_nb.judge import judge_scores, split_by_song, train_judge
 from musicdiff_nb.scores import COLLECTIONS, scores_folder
 from musicdiff_nb.text import ENCODER_DIM, encode_text, load_text_encoder
 
@@ -150,3 +150,14 @@ def test_conditioned_samples_carry_the_requested_label(demo_labelled):
     print(f"hit rate of the requested theme: {sweep}")
     unconditioned, guided = sweep[0]["hit_rate"], sweep[1]["hit_rate"]
     assert guided >= unconditioned + 0.2, sweep
+
+
+def test_judge_split_keeps_every_song_on_one_side():
+    songs = [f"song {k % 9}" for k in range(40)] + ["late song"] * 3  # clips interleaved, as a dataset may list them
+    held_out = split_by_song(songs)
+    tested = {s for s, h in zip(songs, held_out.tolist()) if h}
+    trained = {s for s, h in zip(songs, held_out.tolist()) if not h}
+    assert tested and trained and not tested & trained
+    assert len(tested) == 10 // 4  # every 4th of the 10 songs
+    with pytest.raises(ValueError, match="3 song"):
+        split_by_song(["a", "b", "c"])
