@@ -94,20 +94,32 @@ def inpaint(model: DiT, schedule: DDPMSchedule, clip: torch.Tensor, region: torc
     return sample_known(model, schedule, clip, ~region, **sampling)
 
 
+def default_overlap(model: DiT) -> int:
+    """About half a window: half a window and half a patch, so that each join
+    falls inside a patch of the model, away from the patch edges where the
+    model's own output changes most from frame to frame (docs/benchmarks.md)."""
+    patch = model.config.patch_size
+    return model.config.input_size[1] // 2 + (patch if isinstance(patch, int) else patch[-1]) // 2
+
+
 def continuation(model: DiT, schedule: DDPMSchedule, frames: int, n: int = 1, overlap: int | None = None,
                  generator: torch.Generator | None = None, start: torch.Tensor | None = None,
                  **sampling) -> torch.Tensor:
     """``n`` pieces [n, C, F, frames] of any length: a first window (``start``,
-    or sampled), then windows whose first ``overlap`` frames (half a window by
-    default) are the last ones of the piece so far, each adding ``window -
-    overlap`` new frames."""
+    or sampled), then windows whose first ``overlap`` frames (about half a
+    window by default: ``default_overlap``) are the last ones of the piece so
+    far, each adding ``window - overlap`` new frames."""
     window = model.config.input_size[1]
-    overlap = window // 2 if overlap is None else overlap
+    overlap = default_overlap(model) if overlap is None else overlap
     if not 0 <= overlap < window:
         raise ValueError(f"overlap={overlap}: use 0 <= overlap < {window} (the model's window, in frames)")
     if frames < 1:
         raise ValueError(f"frames={frames}: ask for at least one frame")
-    piece = _batch(start) if start is not None else sample(model, schedule, n, generator=generator, **sampling)
+    if start is None:  # nothing known: plain sampling (with the options only sample_known takes)
+        shape = (n, model.config.in_channels, *model.config.input_size)
+        start = sample_known(model, schedule, torch.zeros(shape), torch.zeros(shape, dtype=torch.bool),
+                             generator=generator, **sampling)
+    piece = _batch(start)
     while piece.shape[-1] < frames:
         known = torch.zeros_like(piece[..., :window])
         known[..., :overlap] = piece[..., piece.shape[-1] - overlap:]
@@ -195,5 +207,6 @@ def interpolate(model: DiT, schedule: DDPMSchedule, noise_a: torch.Tensor, noise
                   **sampling)
 
 
-__all__ = ["time_mask", "band_mask", "resampling_path", "sample_known", "inpaint", "continuation", "loop",
+__all__ = ["time_mask", "band_mask", "resampling_path", "sample_known", "inpaint", "default_overlap",
+           "continuation", "loop",
            "variation", "invert", "slerp", "interpolate"]

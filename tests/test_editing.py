@@ -4,16 +4,27 @@ CLI's editing options refuse bad values in one line."""
 import pytest
 import soundfile as sf
 import torch
+from test_cli import error_of
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, load_checkpoint, sample, to_spectrogram, to_waveform
 from musicdiff_nb.data import decode_audio, demo_folder
-from musicdiff_nb.editing import (band_mask, continuation, inpaint, interpolate, invert, loop, resampling_path,
-                                  sample_known, slerp, time_mask, variation)
+from musicdiff_nb.editing import (
+    band_mask,
+    continuation,
+    inpaint,
+    interpolate,
+    invert,
+    loop,
+    resampling_path,
+    sample_known,
+    slerp,
+    time_mask,
+    variation,
+)
 from musicdiff_nb.files import trained_checkpoint
 from musicdiff_nb.spectrogram import magnitude_db
 
 from conftest import randomize
-from test_cli import error_of
 
 SAMPLERS = [("ddim", 8), ("dpm++", 8), ("ddpm", 12)]
 
@@ -176,8 +187,9 @@ def test_cli_editing(tmp_path, audio_files):
           "--steps", "5", "--out", str(tmp_path / "b")])
     audio, _ = sf.read(tmp_path / "b" / "inpainted_001.wav")
     assert len(audio) == len(sf.read(clip)[0])
-    main(["interpolate", clip, "3", "--frames", "3", "--steps", "5", "--checkpoint", ckpt, "--out", str(tmp_path / "c")])
-    assert len(list((tmp_path / "c").glob("interpolation_*.wav"))) == 3 and (tmp_path / "c" / "interpolation.png").exists()
+    out = tmp_path / "c"
+    main(["interpolate", clip, "3", "--frames", "3", "--steps", "5", "--checkpoint", ckpt, "--out", str(out)])
+    assert len(list(out.glob("interpolation_*.wav"))) == 3 and (out / "interpolation.png").exists()
 
 
 @pytest.mark.parametrize("options,message", [
