@@ -4,7 +4,6 @@ CLI's editing options refuse bad values in one line."""
 import pytest
 import soundfile as sf
 import torch
-from test_cli import error_of
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, load_checkpoint, sample, to_spectrogram, to_waveform
 from musicdiff_nb.data import decode_audio, demo_folder
@@ -27,6 +26,16 @@ from musicdiff_nb.spectrogram import magnitude_db
 from conftest import randomize
 
 SAMPLERS = [("ddim", 8), ("dpm++", 8), ("ddpm", 12)]
+
+
+def error_of(capsys, *argv) -> str:
+    """What the command prints when it refuses ``argv``: one line on stderr, exit status 1."""
+    from musicdiff_nb.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
 
 
 def tiny(prediction_type="sample", cond_dim=0):
