@@ -3,8 +3,8 @@ spectrograms — the helper package of the musicdiff notebooks."""
 
 from .checkpoint import Checkpoint, History, TrainState, load_checkpoint
 from .conditioning import Conditioning, text_conditioning, with_condition
-from .config import DataConfig, RunConfig, SampleConfig, TrainConfig
-from .data import SPLIT, label_names, load_music_dataset, multi_hot, spectrograms
+from .config import RUNS, DataConfig, RunConfig, SampleConfig, TrainConfig, named_run
+from .data import SPLIT, label_names, load_data, load_music_dataset, multi_hot, spectrograms
 from .files import trained_checkpoint
 from .model import DiT, DiTConfig
 from .neighbours import nearest_clips
@@ -22,10 +22,10 @@ __all__ = [
     "DDPMSchedule", "ScheduleConfig",
     "DiT", "DiTConfig",
     "Conditioning", "text_conditioning", "with_condition",
-    "RunConfig", "DataConfig", "SampleConfig", "TrainConfig",
+    "RunConfig", "DataConfig", "SampleConfig", "TrainConfig", "RUNS", "named_run",
     "train", "TrainState", "History", "Checkpoint", "load_checkpoint", "pick_device",
     "sample", "save_audio", "write_wav",
-    "load_music_dataset", "label_names", "multi_hot", "spectrograms", "SPLIT",
+    "load_music_dataset", "load_data", "label_names", "multi_hot", "spectrograms", "SPLIT",
     "nearest_clips",
     "trained_checkpoint",
     "notebook_settings",

@@ -1,10 +1,13 @@
-"""Command line: ``python -m musicdiff_nb {prepare,train,sample,interpolate,evaluate,bench} --help``.
+"""Command line: ``python -m musicdiff_nb {prepare,train,sample,interpolate,evaluate} --help``
+(the benchmarks are scripts beside the package: ``python benchmarks/NAME.py --help``).
 
 The defaults train the tiny DiT on the demo set in a few minutes on a laptop
-CPU (the run ``RunConfig()`` declares); every field of the run is an option:
+CPU (the run ``RunConfig()`` declares); ``--run NAME`` starts from another
+named run (``config.RUNS``) and every field of the run is an option:
 
     python -m musicdiff_nb train --out runs/demo
     python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --out runs/demo/samples
+    python -m musicdiff_nb train --run seed --batch-size 64 --out runs/seed
     python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --seconds 30   # longer: window after window
     python -m musicdiff_nb train --print-config > run.yaml   # edit, then
     python -m musicdiff_nb train --config run.yaml
@@ -23,24 +26,27 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from . import bench, editing
+from . import editing
 from .checkpoint import check_resume, load_checkpoint
-from .conditioning import with_condition
-from .config import CONDITIONINGS, LOSS_WEIGHTINGS, SAMPLERS, SECTIONS, RunConfig, SampleConfig
-from .data import label_names
+from .conditioning import build_conditioning, with_condition
+from .config import CONDITIONINGS, LOSS_WEIGHTINGS, RUNS, SAMPLERS, SECTIONS, RunConfig, SampleConfig
+from .data import label_names, load_data
 from .files import atomic_write, check_writable_folder
-from .model import DiTConfig
+from .model import DiT
 from .precision import PRECISIONS
 from .processes import is_main_process, pick_device
 from .quality import build_reference, load_for_scoring
 from .quality import evaluate as score_model
 from .sample import sample as sample_clips
 from .sample import save_audio
-from .schedule import BETA_SCHEDULES, PREDICTION_TYPES
+from .schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMSchedule
 from .spectrogram import REPRESENTATIONS, SpectrogramConfig, to_spectrogram
 from .train import train as train_model
 
-RUN = RunConfig()  # the main job (docs/quality.md): every option's default is its field's, declared once
+DEFAULT_RUN = "cpu"  # the main job (docs/quality.md): every option's default is its field in this run
+RUN = RUNS[DEFAULT_RUN]
+DEFAULT_OUT = Path("runs/demo")
+SCORED_CLIPS = 64  # evaluate's default -n: the clips docs/quality.md scores
 PRECISION_DEFAULT = inspect.signature(sample_clips).parameters["precision"].default  # sample's: the library's
 PRECISION_HELP = "autocast dtype; auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 on a CPU"
 
@@ -69,10 +75,8 @@ HELP = {
     "compile": "torch.compile the model",
     "stream": "read the clips from the cache on disk, batch by batch, instead of holding them in memory "
               "(none: when they take more than half of the available RAM)",
-    "out_dir": "writes OUT/last.pt (resumed from when it exists), OUT/run.yaml and OUT/loss.png "
-               "(default: runs/demo)",
+    "out_dir": "writes OUT/last.pt (resumed from when it exists), OUT/run.yaml and OUT/loss.png",
 }
-DEFAULT_OUT = "runs/demo"
 
 
 def _parse(kind):
@@ -86,16 +90,17 @@ def _parse(kind):
     return parse
 
 
-def add_section_options(parser: argparse.ArgumentParser, section: str, skip=()):
+def add_section_options(parser: argparse.ArgumentParser, section: str, only=None):
     """One option per field of RunConfig's ``section`` (e.g. ``--batch-size`` for
-    ``train.batch_size``); given ones land in ``args`` as ``"section.field"``."""
+    ``train.batch_size``), or per field named in ``only``; given ones land in
+    ``args`` as ``"section.field"``."""
     kind = SECTIONS[section]
     hints = typing.get_type_hints(kind)
     group = parser.add_argument_group(f"{section} ({kind.__name__})")
     for f in dataclasses.fields(kind):
-        if f.name in NOT_OPTIONS or f.name in skip:
+        if f.name in NOT_OPTIONS or (only is not None and f.name not in only):
             continue
-        default = getattr(getattr(RUN, section), f.name)
+        default = DEFAULT_OUT if f.name == "out_dir" else getattr(getattr(RUN, section), f.name)
         help_text = f"{HELP.get(f.name, '')} (default: {default})".strip()
         option = OPTION_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
         common = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=help_text)
@@ -114,39 +119,47 @@ def given(args, section: str) -> dict:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
+def _named_runs() -> str:
+    """The named runs, one line each, for --help."""
+    lines = []
+    for name, run in RUNS.items():
+        spec, m, t = run.spectrogram, run.model, run.train
+        lines.append(f"  {name:18s} {spec.representation} {' x '.join(map(str, spec.shape))}; DiT of {m.depth} blocks "
+                     f"x {m.num_heads} heads, width {m.hidden_size}, {m.patch_size} x {m.patch_size} patches; "
+                     f"{t.steps} steps of batch {t.batch_size} on {run.data.source!r}"
+                     + (f", conditioned on {run.conditioning}" if run.conditioning != "none" else ""))
+    return "named runs (--run NAME, from config.RUNS):\n" + "\n".join(lines)
+
+
 def _run_options(p: argparse.ArgumentParser, sections):
-    p.add_argument("--config", help="start from this run (YAML or JSON, e.g. a run.yaml that train wrote); "
-                                    "options given here override it")
-    p.add_argument("--spectrogram", choices=["small", "seed"], help="spectrogram preset (small: CPU, seed: GPU); "
-                                                                     "the options below override it")
-    if "model" in sections:
-        p.add_argument("--preset", help="DiT preset: tiny, small, seed, base, large (the options below override it)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--run", dest="run_name", choices=RUNS, default=DEFAULT_RUN, metavar="NAME",
+                       help=f"start from this named run (listed below; default: {DEFAULT_RUN}, whose settings are "
+                            "the defaults shown); the options given override it")
+    start.add_argument("--config", help="start from this run (YAML or JSON, e.g. a run.yaml that train wrote)")
+    p.epilog = _named_runs()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     for section in sections:
         add_section_options(p, section)
 
 
 def run_config(args) -> RunConfig:
-    """The run the command line declares: ``--config`` (or the defaults), then
-    the presets, then each option given."""
-    run = RunConfig.load(args.config) if args.config else RUN
+    """The run the command line declares: ``--config`` or ``--run``, then each option given."""
+    run = RunConfig.load(args.config) if args.config else RUNS[args.run_name]
     spec = given(args, "spectrogram")
     representation = spec.pop("representation", run.spectrogram.representation)
-    base = SpectrogramConfig.preset(args.spectrogram) if args.spectrogram else run.spectrogram
-    spectrogram = dataclasses.replace(base.with_representation(representation), **spec)
-    model = given(args, "model")
-    if getattr(args, "preset", None):
-        model = dataclasses.replace(DiTConfig.preset(args.preset), **model)
+    spectrogram = dataclasses.replace(run.spectrogram.with_representation(representation), **spec)
     out = given(args, "train")
     if not (out.get("out_dir") or run.train.out_dir):
-        out["out_dir"] = DEFAULT_OUT
-    return run.replace(spectrogram=spectrogram, model=model, schedule=given(args, "schedule"), train=out,
-                       data=given(args, "data"), **({"conditioning": args.conditioning} if "conditioning" in args
-                                                     else {}))
+        out["out_dir"] = str(DEFAULT_OUT)
+    return run.replace(spectrogram=spectrogram, model=given(args, "model"), schedule=given(args, "schedule"),
+                       train=out, data=given(args, "data"),
+                       **({"conditioning": args.conditioning} if "conditioning" in args else {}))
 
 
 def prepare(args):
     run = run_config(args)
-    ds = run.load_data(keep_audio=False)
+    ds = load_data(run, keep_audio=False)
     spec = run.spectrogram
     print(f"{len(ds)} clips of {spec.clip_seconds:.2f} s from {len(set(ds['song']))} songs; "
           f"tensor {spec.shape}; labels: {', '.join(label_names(ds)) or '(none)'}; "
@@ -163,19 +176,18 @@ def train(args):
     cfg, out = run.train, Path(run.train.out_dir)
     pick_device(cfg.device)
     check_writable_folder(out)
-    schedule = run.build_schedule()
-    if run.conditioning == "none":  # a conditioned model's size needs the labels: train() checks it after loading
-        check_resume(cfg, run.model, schedule)
-    ds = run.load_data(keep_audio=False)  # under torchrun every process loads it; a file lock lets one fill the cache
-    conditioning = run.build_conditioning(label_names(ds))
+    check_resume(run.to_dict(), cfg)
+    ds = load_data(run, keep_audio=False)  # under torchrun every process loads it; a file lock lets one fill the cache
+    conditioning = build_conditioning(run, label_names(ds))
     if conditioning is not None:
         ds = with_condition(ds, conditioning)
     torch.manual_seed(cfg.seed)
-    model = run.build_model(conditioning)
+    model = DiT(run.model, conditioning)
     if is_main_process():
-        run.save(out / "run.yaml")
+        with atomic_write(out / "run.yaml", "w") as f:
+            f.write(run.dumps())
         print(f"training a DiT of {model.num_parameters():,} parameters on {len(ds)} clips -> {cfg.checkpoint_path}")
-    history = train_model(model, schedule, ds, run).history
+    history = train_model(model, DDPMSchedule(run.schedule), ds, run).history
     if is_main_process():
         save_figure(plot_loss(history, f"DiT on {run.data.source}"), out / "loss.png")
         print(f"done: {history.step[-1] if history.step else 0} steps in {history.seconds:.0f} s on {history.device}; "
@@ -312,16 +324,17 @@ def interpolate(args):
 
 def evaluate(args):
     """Score the checkpoint's EMA model against the songs its run held out (``--data``: another source's)."""
+    if args.n < 2:
+        raise ValueError(f"-n {args.n}: scoring compares distributions, generate at least 2 clips")
     ckpt, run = load_for_scoring(args.checkpoint, pick_device(args.device))
     how = _sample_settings(args, ckpt)
-    n = args.n or how.quality_clips
     reference = build_reference(run.replace(data=dict(source=args.data)) if args.data else run)
-    report = score_model(ckpt.ema, ckpt.schedule, reference, n=n, steps=how.steps, sampler=how.sampler,
+    report = score_model(ckpt.ema, ckpt.schedule, reference, n=args.n, steps=how.steps, sampler=how.sampler,
                          seed=args.seed)
     print(report.summary())
     if args.json:
         with atomic_write(args.json, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "sampler": how.sampler, "steps": how.steps, "n": n,
+            json.dump({"checkpoint": args.checkpoint, "sampler": how.sampler, "steps": how.steps, "n": args.n,
                        **report.to_dict()}, f, indent=1)
 
 
@@ -354,15 +367,15 @@ def main(argv=None):
     p.set_defaults(run=train)
 
     p = sub.add_parser("sample", help="generate spectrograms and WAV files from a checkpoint")
-    p.add_argument("--checkpoint", default="runs/demo/last.pt")
+    p.add_argument("--checkpoint", default=str(DEFAULT_OUT / "last.pt"))
     p.add_argument("-n", type=int, default=4, help="how many clips")
-    add_section_options(p, "sample", skip={"quality_clips", "curve_steps"})
+    add_section_options(p, "sample")
     p.add_argument("--label", action="append", help="condition on this label (repeatable)")
     p.add_argument("--prompt", help="generate from this text (a model trained with --conditioning text or labels)")
     p.add_argument("--precision", default=PRECISION_DEFAULT, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo/samples")
+    p.add_argument("--out", default=str(DEFAULT_OUT / "samples"))
     edit = p.add_argument_group("editing (one of --seconds, --init, --inpaint)")
     edit.add_argument("--seconds", type=float, help="pieces of this length, window after window, each starting "
                                                     "with the end of the one before (half a window)")
@@ -380,26 +393,21 @@ def main(argv=None):
     p.add_argument("b", help="the other end, the same way")
     p.add_argument("--frames", type=int, default=8, help="how many points, the two ends included (default: 8)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and the decoding (default: 50)")
-    p.add_argument("--checkpoint", default="runs/demo/last.pt")
+    p.add_argument("--checkpoint", default=str(DEFAULT_OUT / "last.pt"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="runs/demo/interpolation")
+    p.add_argument("--out", default=str(DEFAULT_OUT / "interpolation"))
     p.set_defaults(run=interpolate)
 
     p = sub.add_parser("evaluate", help="score a checkpoint's samples against the real songs its training held out")
-    p.add_argument("--checkpoint", default="runs/demo/last.pt")
+    p.add_argument("--checkpoint", default=str(DEFAULT_OUT / "last.pt"))
     p.add_argument("--data", default=None, help="the checkpoint's data by default")
-    p.add_argument("-n", type=int, default=None,
-                   help="how many clips to generate and score "
-                        f"(default: the run's quality_clips, {RUN.sample.quality_clips})")
-    add_section_options(p, "sample", skip={"quality_clips", "curve_steps", "eta", "guidance_scale"})
+    p.add_argument("-n", type=int, default=SCORED_CLIPS,
+                   help=f"how many clips to generate and score (default: {SCORED_CLIPS})")
+    add_section_options(p, "sample", only=("sampler", "steps"))  # what quality.evaluate samples with
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     p.set_defaults(run=evaluate)
-
-    p = sub.add_parser("bench", help="benchmarks against named peers (diffusers, librosa, DDPM), printed as ratios")
-    bench.add_arguments(p)
-    p.set_defaults(run=bench.run)
 
     args = parser.parse_args(argv)
     try:

@@ -4,7 +4,8 @@ checks before a run resumes from one."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -85,72 +86,68 @@ class Checkpoint:
         return list(self.model.conditioning.label_names) if self.model.conditioning else []
 
 
-def save_checkpoint(path, state: TrainState, schedule: DDPMSchedule, cfg: TrainConfig, run: RunConfig | None,
-                    num_clips: int) -> Path:
+def recorded_run(config: RunConfig | TrainConfig, model: DiT, schedule: DDPMSchedule) -> dict:
+    """What a checkpoint records of its run: the ``RunConfig`` (``to_dict``), with
+    the model and schedule it trained (so the record cannot disagree with the weights), or,
+    for a model trained on bare tensors with a ``TrainConfig``, the sections
+    that exist: the model, the schedule and the training settings."""
+    if isinstance(config, RunConfig):  # the model and schedule as trained, whatever the run declared
+        model_config = replace(model.config, cond_dim=config.model.cond_dim)
+        return config.replace(model=model_config, schedule=schedule.config).to_dict()
+    return json.loads(json.dumps({"model": asdict(model.config), "schedule": asdict(schedule.config),
+                                  "train": asdict(config)}))
+
+
+def save_checkpoint(path, state: TrainState, run: dict, num_clips: int) -> Path:
+    """The run (``recorded_run``) and the state: weights, EMA, optimizer, random state, log."""
     model = state.model
     return write_checkpoint(path, {
-        "run": run.to_dict() if run else None,
-        "model_config": model.config.to_dict(), "schedule_config": asdict(schedule.config),
-        "conditioning": model.conditioning.to_dict() if model.conditioning else None,
-        "train_config": asdict(cfg), "num_clips": num_clips,
+        "run": run, "conditioning": model.conditioning.to_dict() if model.conditioning else None,
+        "num_clips": num_clips,
         "model": model.state_dict(), "ema": state.averaged.state_dict(), "optimizer": state.optimizer.state_dict(),
         "step": state.step, "rng": state.generator.get_state(), "history": state.history.to_dict(),
         "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else {},
     })
 
 
-def _upgrade(state: dict) -> dict:
-    """A checkpoint written before runs were recorded kept its spectrogram,
-    data and split in a free-form ``metadata`` dict: rebuild its run from them
-    (what that dict did not hold, e.g. clips per song, takes RunConfig's defaults)."""
-    if "run" in state:
-        return state
-    meta = state.pop("metadata", None) or {}
-    run = None
-    if meta.get("spectrogram"):
-        run = RunConfig.from_dict({
-            "spectrogram": meta["spectrogram"], "model": state["model_config"], "schedule": state["schedule_config"],
-            "train": asdict(TrainConfig.from_dict(state["train_config"])),
-            "data": {"source": meta.get("data", "demo"), **(meta.get("split") or {})},
-            "conditioning": (state.get("conditioning") or {}).get("kind", "none"),
-        }).to_dict()
-    return {**state, "run": run}
+def _saved_run(state: dict, path) -> dict:
+    if not state.get("run"):
+        raise ValueError(f"{path} records no run: it was written by an older musicdiff_nb; train it again")
+    return state["run"]
 
 
 def load_checkpoint(path, device="cpu") -> Checkpoint:
-    state = _upgrade(read_checkpoint(path))
-    conditioning = state.get("conditioning")
-    model = DiT(DiTConfig(**state["model_config"]), Conditioning.from_dict(conditioning) if conditioning else None)
+    state = read_checkpoint(path)
+    run = _saved_run(state, path)
+    conditioning = Conditioning.from_dict(state["conditioning"]) if state.get("conditioning") else None
+    model = DiT(DiTConfig(**run["model"]), conditioning)
     model.load_state_dict(state["model"])
     averaged = AveragedModel(model)
     averaged.load_state_dict(state["ema"])
     return Checkpoint(
         path=Path(path), model=model.to(device).eval(), ema=averaged.module.to(device).eval(),
-        schedule=DDPMSchedule(**state["schedule_config"]), train_config=TrainConfig.from_dict(state["train_config"]),
-        run=RunConfig.from_dict(state["run"], source=str(path)) if state["run"] else None,
+        schedule=DDPMSchedule(**run["schedule"]), train_config=TrainConfig.from_dict(run["train"], str(path)),
+        run=RunConfig.from_dict(run, source=str(path)) if "spectrogram" in run else None,
         step=state["step"], history=History(**state["history"]),
     )
 
 
-def check_resume(cfg: TrainConfig, model_config: DiTConfig, schedule: DDPMSchedule) -> dict | None:
-    """The state a run of these settings continues from (``cfg.out_dir/last.pt``),
+def check_resume(run: dict, cfg: TrainConfig) -> dict | None:
+    """The state a run (``recorded_run``) continues from (``cfg.out_dir/last.pt``),
     or None when it starts afresh. A checkpoint of another model, schedule or
     run settings is refused here, before any work is done."""
     path = cfg.checkpoint_path
     if path is None or not cfg.resume or not path.exists():
         return None
     state = read_checkpoint(path)
-    if state["model_config"] != model_config.to_dict():
-        raise ValueError(f"{path} was trained with {DiTConfig(**state['model_config'])}, not {model_config}: "
-                         f"{FRESH_START}")
-    if state["schedule_config"] != asdict(schedule.config):
-        raise ValueError(f"{path} was trained with {DDPMSchedule(**state['schedule_config'])}, not {schedule}: "
-                         f"{FRESH_START}")
-    changed = {k: (state["train_config"][k], getattr(cfg, k)) for k in RUN_SETTINGS
-               if state["train_config"][k] != getattr(cfg, k)}
+    saved = _saved_run(state, path)
+    compared = {"model": run["model"], "schedule": run["schedule"],
+                "train": {k: run["train"][k] for k in RUN_SETTINGS}}
+    changed = [f"{section}.{k}={saved[section].get(k)!r} (now {value!r})"
+               for section, values in compared.items() for k, value in values.items() if saved[section].get(k) != value]
     if changed:
-        was = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-        raise ValueError(f"{path} continues a run with {was}: pass the same settings to resume it, or {FRESH_START}")
+        raise ValueError(f"{path} continues a run with {', '.join(changed)}: pass the same settings to resume it, "
+                         f"or {FRESH_START}")
     return state
 
 

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import data
+from .config import CONDITIONINGS, RunConfig
 from .text import ENCODER_DIM, ENCODER_NAME, INSTALL_HINT, encode_text, text_encoder_available
 
 if TYPE_CHECKING:  # datasets takes seconds to import: with_condition imports it
     import datasets
 
-KINDS = ("labels", "text")
+KINDS = tuple(kind for kind in CONDITIONINGS if kind != "none")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,17 @@ def text_conditioning(label_names) -> Conditioning:
                       "prompts will be matched word by word to the label vocabulary", stacklevel=2)
         return label_conditioning(label_names)
     return Conditioning("text", tuple(label_names), ENCODER_NAME)
+
+
+def build_conditioning(run: RunConfig, labels: list[str]) -> Conditioning | None:
+    """The condition a model of ``run`` takes: None, or ``labels`` (the data's,
+    ``label_names(ds)``) as multi-hot vectors or as text embeddings."""
+    if run.conditioning == "none":
+        return None
+    if not labels:
+        raise ValueError(f"conditioning={run.conditioning!r} needs labels, and the data "
+                         f"{run.data.source!r} has none: train with conditioning='none'")
+    return label_conditioning(labels) if run.conditioning == "labels" else text_conditioning(labels)
 
 
 def with_condition(ds: datasets.Dataset, conditioning: Conditioning) -> datasets.Dataset:

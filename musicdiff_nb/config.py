@@ -1,12 +1,17 @@
 """One run, declared once: what it trains on, the model, the noise schedule,
-how it trains and how it samples.
+how it trains and how it samples; and the named runs, declared in ``RUNS``.
 
 ``RunConfig`` gathers the package's configs. Its defaults are the main job
 (``python -m musicdiff_nb train``: the tiny DiT on log-mel clips of the demo
 set, the settings docs/quality.md picked for a CPU). ``train`` saves it in
 every checkpoint and ``load_checkpoint`` rebuilds it, so a checkpoint knows
-its spectrogram, data and split; the command line's options are its fields;
-``save``/``load`` write and read it as YAML or JSON.
+its spectrogram, data and split; the command line's options are its fields
+and ``--run NAME`` starts from ``RUNS[NAME]``; ``dumps``/``load`` write and
+read it as YAML or JSON.
+
+This module only declares: what a run builds is made where it is owned
+(``DiT(run.model, conditioning)``, ``DDPMSchedule(run.schedule)``,
+``data.load_data(run)``, ``conditioning.build_conditioning(run, labels)``).
 """
 
 from __future__ import annotations
@@ -17,21 +22,16 @@ from pathlib import Path
 
 import yaml
 
-from .conditioning import KINDS, Conditioning, label_conditioning, text_conditioning
-from .data import SPLIT, load_music_dataset
-from .files import atomic_write
-from .model import DiT, DiTConfig
+from .model import DiTConfig
 from .precision import PRECISIONS
-from .processes import pick_device
-from .sample import SAMPLERS
-from .schedule import DDPMSchedule, ScheduleConfig
+from .schedule import SAMPLERS, ScheduleConfig
 from .spectrogram import SpectrogramConfig
 
-CONDITIONINGS = ("none", *KINDS)
+CONDITIONINGS = ("none", "labels", "text")  # conditioning.py says what "labels" and "text" mean
 LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """How a model trains; the defaults train the tiny DiT on a CPU (docs/quality.md).
     ``batch_size`` is the global batch, split over processes under torchrun.
@@ -94,9 +94,8 @@ class TrainConfig:
             raise ValueError("cond_dropout and ema_decay must lie in [0, 1)")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d: dict, source: str = "the config") -> "TrainConfig":
+        return cls(**_known_fields(cls, d, source, "train"))
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -111,8 +110,8 @@ class DataConfig:
     source: str = "demo"
     max_songs: int | None = None
     max_clips_per_song: int | None = 30
-    held_out: float = SPLIT["held_out"]
-    split_seed: int = SPLIT["split_seed"]
+    held_out: float = 0.2  # the split of every run the package makes: 2 of the 10 demo themes
+    split_seed: int = 0
 
     def __post_init__(self):
         if not 0 <= self.held_out < 1:
@@ -124,25 +123,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How the run's model is sampled and scored: ``steps`` of ``sampler``;
-    ``ddpm_steps`` respaces DDPM (None walks all T); ``quality_clips`` are
-    generated to score it (quality.py) at each of ``curve_steps`` in 06."""
+    """How the run's model is sampled: ``steps`` of ``sampler``;
+    ``ddpm_steps`` respaces DDPM (None walks all T)."""
 
     sampler: str = "ddim"
     steps: int = 50
     eta: float = 0.0
     guidance_scale: float = 3.0
     ddpm_steps: int | None = None
-    quality_clips: int = 64
-    curve_steps: tuple[int, ...] = (5, 10, 25, 50)
 
     def __post_init__(self):
-        object.__setattr__(self, "curve_steps", tuple(int(s) for s in self.curve_steps))
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler={self.sampler!r}: use one of {SAMPLERS}")
-        if self.steps < 1 or self.quality_clips < 2:
-            raise ValueError(f"steps={self.steps}, quality_clips={self.quality_clips}: use steps >= 1, "
-                             "quality_clips >= 2")
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps}: sample with at least one step")
 
 
 def _cpu_spectrogram() -> SpectrogramConfig:
@@ -156,8 +150,8 @@ def _tiny_dit() -> DiTConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """A run, whole. The model is sized by the spectrogram (``in_channels``,
-    ``input_size`` follow it) and by the conditioning (``cond_dim``, set when
-    the model is built from the data's labels)."""
+    ``input_size`` follow it) and by the conditioning (``cond_dim``, which
+    ``DiT(run.model, conditioning)`` takes from the data's labels)."""
 
     spectrogram: SpectrogramConfig = field(default_factory=_cpu_spectrogram)
     model: DiTConfig = field(default_factory=_tiny_dit)
@@ -185,37 +179,10 @@ class RunConfig:
             changed[name] = replace(getattr(self, name), **value) if isinstance(value, dict) else value
         return replace(self, **changed)
 
-    # --- what a run builds -------------------------------------------------------------------------------
     @property
     def stft(self) -> SpectrogramConfig:
         """The run's clips as the complex STFT (what 02-04 explain, whatever the model sees)."""
         return self.spectrogram.with_representation("complex")
-
-    def load_data(self, subset: str = "train", spectrogram: SpectrogramConfig | None = None, **options):
-        """The run's clips (``load_music_dataset``): ``subset="train"`` the songs it
-        trains on, ``"held_out"`` the songs kept to score it, ``"all"`` every song;
-        in ``spectrogram`` (the run's by default); ``options`` override the run's
-        (``max_clips_per_song=None``) or add to them (``keep_audio=False``)."""
-        d = self.data
-        chosen = dict(held_out=d.held_out, split_seed=d.split_seed, max_songs=d.max_songs,
-                      max_clips_per_song=d.max_clips_per_song)
-        return load_music_dataset(d.source, spectrogram or self.spectrogram, subset=subset, **{**chosen, **options})
-
-    def build_conditioning(self, labels: list[str]) -> Conditioning | None:
-        """The condition a model of this run takes: None, or ``labels`` (the
-        data's, ``label_names(ds)``) as multi-hot vectors or as text embeddings."""
-        if self.conditioning == "none":
-            return None
-        if not labels:
-            raise ValueError(f"conditioning={self.conditioning!r} needs labels, and the data "
-                             f"{self.data.source!r} has none: train with conditioning='none'")
-        return label_conditioning(labels) if self.conditioning == "labels" else text_conditioning(labels)
-
-    def build_model(self, conditioning: Conditioning | None = None) -> DiT:
-        return DiT(replace(self.model, cond_dim=conditioning.dim if conditioning else 0), conditioning)
-
-    def build_schedule(self) -> DDPMSchedule:
-        return DDPMSchedule(self.schedule)
 
     def describe(self) -> str:
         spec, m, t, d = self.spectrogram, self.model, self.train, self.data
@@ -223,7 +190,8 @@ class RunConfig:
         return (f"{spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz -> {spec.representation} tensor "
                 f"{spec.shape}; DiT {m.depth} blocks x {m.num_heads} heads at width {m.hidden_size}, "
                 f"{m.patch_size} x {m.patch_size} patches; {d.source!r}, {clips}; {t.steps} steps of batch "
-                f"{t.batch_size} on {pick_device(t.device)} -> {t.out_dir or '(no checkpoint)'}")
+                f"{t.batch_size} on {'a GPU if there is one, else the CPU' if t.device == 'auto' else t.device} -> "
+                f"{t.out_dir or '(no checkpoint)'}")
 
     # --- plain values, files -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -239,25 +207,12 @@ class RunConfig:
             raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; "
                              f"use {', '.join([*SECTIONS, 'conditioning'])}")
         run = cls()
-        sections = {}
-        for name, kind in SECTIONS.items():
-            given = d.get(name) or {}
-            names = {f.name for f in fields(kind)}
-            wrong = set(given) - names
-            if wrong:
-                raise ValueError(f"{source}: {name} has no setting(s) {sorted(wrong)}; its settings are "
-                                 f"{', '.join(sorted(names))}")
-            sections[name] = replace(getattr(run, name), **given)
+        sections = {name: replace(getattr(run, name), **_known_fields(kind, d.get(name) or {}, source, name))
+                    for name, kind in SECTIONS.items()}
         return replace(run, **sections, conditioning=d.get("conditioning", run.conditioning))
 
-    def save(self, path) -> Path:
-        """Write as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
-        path = Path(path)
-        with atomic_write(path, "w") as f:
-            f.write(self.dumps(yaml_format=path.suffix in (".yaml", ".yml")))
-        return path
-
     def dumps(self, yaml_format: bool = True) -> str:
+        """The run as YAML (for ``load`` and ``--config``), or as JSON."""
         return (yaml.safe_dump(self.to_dict(), sort_keys=False) if yaml_format
                 else json.dumps(self.to_dict(), indent=1) + "\n")
 
@@ -276,5 +231,59 @@ class RunConfig:
         return cls.from_dict(d, source=str(path))
 
 
+def _known_fields(kind, given: dict, source: str, section: str) -> dict:
+    """``given``, refused when it names a field ``kind`` lacks (a misspelt setting would else be ignored)."""
+    names = {f.name for f in fields(kind)}
+    wrong = set(given) - names
+    if wrong:
+        raise ValueError(f"{source}: {section} has no setting(s) {sorted(wrong)}; its settings are "
+                         f"{', '.join(sorted(names))}")
+    return given
+
+
 SECTIONS = {"spectrogram": SpectrogramConfig, "model": DiTConfig, "schedule": ScheduleConfig, "train": TrainConfig,
             "data": DataConfig, "sample": SampleConfig}
+
+
+# -- the named runs ------------------------------------------------------------------------------------------
+def _conditioned(run: RunConfig, spectrogram: SpectrogramConfig, songs: int, steps: int) -> RunConfig:
+    """07's run beside ``run``: the first ``songs`` "scores" songs (their labels name composers, genres and
+    instruments; 07 holds clips out for its judge, not songs) as log magnitude (a label is heard in the
+    spectral envelope), conditioned on the text of their labels."""
+    return run.replace(
+        spectrogram=spectrogram, conditioning="text",
+        data=dict(source="scores", max_songs=songs, max_clips_per_song=12, held_out=0),
+        train=dict(steps=steps, batch_size=max(run.train.batch_size, 16), lr=2e-3, log_every=50,
+                   checkpoint_every=steps, resume=False),
+        sample=dict(steps=max(run.sample.steps, 20)))
+
+
+RUNS: dict[str, RunConfig] = {}
+"""Every named run: ``named_run(name)``, ``python -m musicdiff_nb train --run NAME``, the notebooks'
+``notebook_settings``. A variant is ``RUNS[name].replace(...)``."""
+
+# the main job: the tiny DiT on 1-s log-mel clips, in minutes on a CPU (docs/quality.md)
+RUNS["cpu"] = RunConfig()
+# seconds, for CI and headless notebooks (MUSICDIFF_QUICK=1): a quarter of the tokens, fewer clips and steps;
+# DDPM respaced to 100 of its 1000 timesteps
+RUNS["quick"] = RUNS["cpu"].replace(
+    model=dict(patch_size=16), data=dict(max_clips_per_song=4),
+    train=dict(steps=150, batch_size=8, lr=2e-3, ema_decay=0.99), sample=dict(steps=10, ddpm_steps=100))
+# the seed's workload: 22.05 kHz, 2 x 256 x 256 complex spectrograms, its 5.26 M-parameter DiT
+RUNS["seed"] = RunConfig(SpectrogramConfig.preset("seed"), DiTConfig.preset("seed"))
+# the notebooks' GPU run: the seed's workload on every clip of the data, for 20k steps
+RUNS["gpu"] = RUNS["seed"].replace(
+    data=dict(max_clips_per_song=None), train=dict(steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999))
+# 07's runs (the quick one on 1-s clips at 8 kHz: half the frames)
+RUNS["conditioned-quick"] = _conditioned(RUNS["quick"], SpectrogramConfig.preset(
+    "small", representation="magnitude", frames=64, sample_rate=8000), songs=16, steps=600)
+RUNS["conditioned-cpu"] = _conditioned(RUNS["cpu"], SpectrogramConfig.preset("small", representation="magnitude"),
+                                       songs=120, steps=3000)
+RUNS["conditioned-gpu"] = _conditioned(RUNS["gpu"], SpectrogramConfig.preset("seed", representation="magnitude"),
+                                       songs=710, steps=20000)
+
+
+def named_run(name: str) -> RunConfig:
+    if name not in RUNS:
+        raise ValueError(f"no run named {name!r}: use one of {', '.join(RUNS)}")
+    return RUNS[name]

@@ -1,48 +1,27 @@
-"""Music datasets: songs in, fixed-length clips and their spectrograms out.
-
-``load_music_dataset(source)`` takes
-
-- ``"demo"``: the 10 recorded themes of Debian's ``pushover-data`` (GPL-3+,
-  music by Roberto Lorenz), fetched once with ``apt-get download``;
-  label = theme;
-- ``"scores"``: real compositions from the music21 corpus played by a General
-  MIDI soundfont, labelled by composer, genre, mode, meter and instrument
-  (see scores.py); ``max_songs`` sets how many are rendered (710: the seed's size);
-- a folder of audio files (wav, flac, ogg, opus, mp3, aiff), with an optional
-  ``metadata.csv`` whose ``file_name`` column names each file and whose
-  ``labels`` column holds several labels separated by ``;`` (without the
-  file, a song in a sub-folder gets the sub-folder's name as its label);
-- a Hugging Face dataset id, or a local folder laid out like one (parquet);
-  audio is read from the stored bytes by soundfile, never by datasets' own
-  decoder (it needs torchcodec + FFmpeg).
+"""What becomes of songs: decoded, cut into clips, cached with their
+spectrograms, split by song into training and held-out songs, and turned
+into tensors. Where the songs come from (the demo set, a folder, the hub,
+"scores") is sources.py's.
 
 Every song is decoded by soundfile, mixed to mono, resampled by torchaudio
 and cut into clips of ``spectrogram.clip_samples`` samples. Clips and their
 spectrograms are cached by ``datasets`` (``Dataset.from_generator`` +
 ``Dataset.map``), so a second call, and every epoch, does no audio work.
+``load_data(run)`` loads a run's clips: its source, clips per song and split.
 
 Bad input: a file that cannot be read or decoded, is empty, holds NaN/inf, is
 silent or is shorter than one clip is skipped with a warning that names it,
 and a summary counts the skips (kept beside the cache, so that every load
-shows them); files of other types and broken links in a folder are left out,
-with one warning that counts them, and a file listed twice in metadata.csv is
-used once. Problems with the dataset as a whole (a metadata.csv naming
-missing files or lacking its label column, no usable song at all, a folder
-that does not exist) raise an error that says what to fix.
+shows them). No usable song at all raises an error that says what to fix.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import io
 import json
 import os
-import re
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -53,20 +32,15 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from .config import DataConfig, RunConfig
 from .files import atomic_write, cache_root
-from .scores import scores_folder
+from .sources import find_songs, label_vocabulary, song_view
 from .spectrogram import SpectrogramConfig, to_spectrogram
 
 if TYPE_CHECKING:  # datasets takes seconds to import: the functions that load data import it
     import datasets
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
-LABEL_COLUMNS = ("labels", "label", "tags", "genres", "genre")
-NAME_COLUMNS = ("name", "title", "song", "file_name")
-DEMO_PACKAGE = "pushover-data"
-DEMO_THEMES = "usr/share/pushover/themes"
 CACHE_VERSION = 2
-HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")  # "name" or "owner/name"
 
 
 class AudioError(ValueError):
@@ -112,157 +86,13 @@ def clip_starts(num_samples: int, clip_samples: int, clip_hop: int) -> range:
     return range(0, num_samples - clip_samples + 1, clip_hop)
 
 
-# -- sources ------------------------------------------------------------------
-
-def demo_folder() -> Path:
-    """The pushover-data themes: the installed package, or a copy fetched
-    once with ``apt-get download`` + ``dpkg-deb -x`` into the cache."""
-    installed = Path("/") / DEMO_THEMES
-    if installed.is_dir():
-        return installed
-    root = cache_root() / DEMO_PACKAGE
-    if (root / DEMO_THEMES).is_dir():
-        return root / DEMO_THEMES
-    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
-        raise RuntimeError(
-            f"the demo set comes from Debian's {DEMO_PACKAGE} package, and apt-get/dpkg-deb are not available "
-            "here (macOS, Windows?). Use a folder of your own audio files, a Hugging Face dataset id, "
-            "or the 'scores' source instead")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
-        fetched = subprocess.run(["apt-get", "download", DEMO_PACKAGE], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob(f"{DEMO_PACKAGE}_*.deb"))
-        if not debs:
-            raise RuntimeError(f"`apt-get download {DEMO_PACKAGE}` failed: {fetched.stderr.strip()}\n"
-                               "Run `sudo apt-get update` once and try again")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
-        try:
-            os.replace(Path(tmp) / "x", root)  # atomic: a half-extracted copy is never seen
-        except OSError:
-            if not (root / DEMO_THEMES).is_dir():
-                raise
-            # another process (a test worker, a torchrun rank) fetched it first: use that copy
-    return root / DEMO_THEMES
-
-
-def demo_songs() -> list[dict]:
-    """The demo themes, each labelled with its theme (the file's name)."""
-    return [{**song, "labels": [Path(song["name"]).stem]} for song in folder_songs(demo_folder())]
-
-
-def split_labels(value) -> list[str]:
-    """'rock; live, 1970s' -> ['rock', 'live, 1970s'] (labels are separated by ';'); lists pass through."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [s.strip() for s in value.split(";") if s.strip()]
-    return [str(v).strip() for v in value if str(v).strip()]
-
-
-def folder_songs(folder: Path, label_column: str = "labels") -> list[dict]:
-    """Songs of a local folder: ``metadata.csv`` when present, else every audio
-    file below it (labelled by its sub-folder)."""
-    metadata = folder / "metadata.csv"
-    if metadata.exists():
-        return _metadata_songs(metadata, label_column)
-    found = [p for p in folder.rglob("*") if not p.name.startswith(".")]
-    broken = sorted(str(p.relative_to(folder)) for p in found if p.is_symlink() and not p.exists())
-    if broken:
-        warnings.warn(f"{folder}: skipped {len(broken)} broken link(s), whose target does not exist: "
-                      f"{', '.join(broken[:5])}{', ...' if len(broken) > 5 else ''}; fix or remove them", stacklevel=3)
-    found = [p for p in found if p.is_file()]
-    files = sorted(p for p in found if p.suffix.lower() in AUDIO_EXTENSIONS)
-    if not files:
-        raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}) and no metadata.csv")
-    ignored = Counter(p.suffix.lower() or p.name for p in found if p.suffix.lower() not in AUDIO_EXTENSIONS)
-    if ignored:
-        warnings.warn(f"{folder}: ignored {sum(ignored.values())} file(s) of other types {dict(ignored)}; "
-                      f"audio is read from {', '.join(AUDIO_EXTENSIONS)} (convert others, e.g. with ffmpeg)",
-                      stacklevel=3)
-    return [{"name": str(p.relative_to(folder)), "audio": {"path": str(p), "bytes": None},
-             "labels": [p.parent.name] if p.parent != folder else []} for p in files]
-
-
-def _metadata_songs(metadata: Path, label_column: str) -> list[dict]:
-    with open(metadata, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often start CSVs with a BOM
-        reader = csv.DictReader(f)
-        rows, columns = list(reader), reader.fieldnames or []
-    if "file_name" not in columns:
-        raise ValueError(f"{metadata}: needs a 'file_name' column (found {columns})")
-    if label_column not in columns:
-        raise ValueError(f"{metadata}: has no {label_column!r} column (found {columns}); add one with labels "
-                         "separated by ';', or pass label_column= naming the column that holds them")
-    missing = [r["file_name"] for r in rows if not (metadata.parent / r["file_name"]).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{metadata} names {len(missing)} file(s) that do not exist, e.g. {missing[:3]}: "
-                                "fix the file names or remove those rows")
-    rows = _first_row_of_each_file(metadata, rows)
-    return [{"name": r["file_name"], "audio": {"path": str(metadata.parent / r["file_name"]), "bytes": None},
-             "labels": split_labels(r[label_column])} for r in rows]
-
-
-def _first_row_of_each_file(metadata: Path, rows: list[dict]) -> list[dict]:
-    """A file listed twice would give its clips twice: keep its first row."""
-    first = {}
-    for r in rows:
-        first.setdefault(r["file_name"], r)
-    if len(first) < len(rows):
-        repeated = [name for name, n in Counter(r["file_name"] for r in rows).items() if n > 1]
-        warnings.warn(f"{metadata}: {len(repeated)} file(s) listed more than once, e.g. {repeated[:3]}: each is "
-                      "used once, with its first row's labels; remove the extra rows", stacklevel=5)
-    return list(first.values())
-
-
-def hub_songs(source: str, split: str, audio_column: str | None, label_column: str | None):
-    """A Hugging Face dataset (hub id or local parquet folder) with columns
-    audio (undecoded), labels, name."""
-    if Path(source).is_file():
-        raise NotADirectoryError(f"{source} is a file: pass the folder that holds your audio files")
-    if not Path(source).exists() and not HUB_ID.fullmatch(source):
-        raise FileNotFoundError(f"there is no folder {source}: pass a folder of audio files, 'demo', 'scores', "
-                                "or a Hugging Face dataset id (name or owner/name)")
-    import datasets
-    ds = datasets.load_dataset(source, split=split)
-    audio_column = audio_column or next((c for c, f in ds.features.items() if isinstance(f, datasets.Audio)),
-                                        "audio" if "audio" in ds.features else None)
-    if audio_column not in ds.features:
-        raise ValueError(f"dataset {source!r} has no audio column (columns: {list(ds.features)}): pass audio_column=")
-    if isinstance(ds.features[audio_column], datasets.Audio):
-        ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
-    label_column = label_column or next((c for c in LABEL_COLUMNS if c in ds.features), None)
-    name_column = next((c for c in NAME_COLUMNS if c in ds.features and c != label_column), None)
-    keep = [c for c in (audio_column, label_column, name_column) if c]
-    ds = ds.select_columns(keep)
-    names = _class_names(ds.features[label_column]) if label_column else None
-    return ds, dict(audio=audio_column, labels=label_column, name=name_column, label_names=names)
-
-
-def _class_names(feature) -> list[str] | None:
-    import datasets
-    feature = getattr(feature, "feature", feature)  # Sequence/List of ClassLabel
-    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-
-
-def _song_view(row: dict, index: int, columns: dict | None) -> dict:
-    """A hub row as {name, audio, labels}; folder songs already are."""
-    if columns is None:
-        return row
-    labels = row[columns["labels"]] if columns["labels"] else None
-    if columns["label_names"] is not None and labels is not None:
-        labels = [columns["label_names"][i] for i in (labels if isinstance(labels, list) else [labels])]
-    audio = row[columns["audio"]]
-    audio = audio if isinstance(audio, dict) else {"bytes": audio, "path": None}
-    name = row[columns["name"]] if columns["name"] else (audio.get("path") or f"song {index}")
-    return {"name": str(name), "audio": audio, "labels": split_labels(labels)}
-
-
 # -- clips --------------------------------------------------------------------
 
 def _generate_clips(songs, columns, sample_rate, clip_samples, clip_hop, max_clips_per_song, silence_db,
                     cache_key):
     skipped = []
     for index, row in enumerate(songs):
-        song = _song_view(row, index, columns)
+        song = song_view(row, index, columns)
         try:
             wave = decode_audio(song["audio"], sample_rate, song["name"])
         except AudioError as e:
@@ -328,8 +158,8 @@ def _file_stamps(songs: list[dict]) -> list:
     return stamps
 
 
-SUBSETS = ("all", "train", "held_out")
-SPLIT = {"held_out": 0.2, "split_seed": 0}  # the split of every run the package makes: 2 of the 10 demo themes
+SONG_SETS = ("all", "train", "held_out")
+SPLIT = {"held_out": DataConfig.held_out, "split_seed": DataConfig.split_seed}  # the split of every run
 
 
 def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[int]:
@@ -343,19 +173,20 @@ def held_out_songs(num_songs: int, share: float = 0.2, seed: int = 0) -> list[in
     return sorted(order[:count].tolist())
 
 
-def _subset(songs, subset: str, share: float, seed: int):
-    if subset not in SUBSETS:
-        raise ValueError(f"subset={subset!r}: use one of {SUBSETS}")
-    if subset == "all" or (subset == "train" and share == 0):
+def _song_set(songs, chosen: str, share: float, seed: int):
+    """The songs of ``chosen`` (one of ``SONG_SETS``): all, or those training keeps or holds out."""
+    if chosen not in SONG_SETS:
+        raise ValueError(f"songs={chosen!r}: use one of {SONG_SETS}")
+    if chosen == "all" or (chosen == "train" and share == 0):
         return songs
     held = set(held_out_songs(len(songs), share, seed))
-    keep = [i for i in range(len(songs)) if (i in held) == (subset == "held_out")]
+    keep = [i for i in range(len(songs)) if (i in held) == (chosen == "held_out")]
     return [songs[i] for i in keep] if isinstance(songs, list) else songs.select(keep)
 
 
 def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = SpectrogramConfig(), *,
-                       subset: str = "all", held_out: float = SPLIT["held_out"], split_seed: int = SPLIT["split_seed"],
-                       split: str = "train", max_songs: int | None = None, max_clips_per_song: int | None = None,
+                       songs: str = "all", held_out: float = SPLIT["held_out"], split_seed: int = SPLIT["split_seed"],
+                       hub_split: str = "train", max_songs: int | None = None, max_clips_per_song: int | None = None,
                        clip_hop: int | None = None, silence_db: float = -50.0, keep_audio: bool = True,
                        audio_column: str | None = None, label_column: str | None = None) -> datasets.Dataset:
     """Clips of ``spectrogram.clip_samples`` samples with columns ``song``,
@@ -366,32 +197,25 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     ``clip_hop`` (samples, default: one clip) sets the spacing of clips in a
     song; clips quieter than ``silence_db`` (RMS) are dropped.
 
-    ``subset`` splits by song, never by clip: ``"train"`` leaves out the
-    ``held_out`` share of the songs (0: none) (drawn by ``split_seed``, see
-    ``held_out_songs``), ``"held_out"`` is only those songs (the real music a
-    model is scored against, quality.py), ``"all"`` is every song.
+    ``source``: where the songs come from (``sources.find_songs``: "demo",
+    "scores", a folder, a hub dataset id, whose split ``hub_split`` is read),
+    the first ``max_songs`` of them.
+
+    ``songs`` picks songs, never clips: ``"train"`` the songs training keeps,
+    all but the ``held_out`` share of them (0: none) (drawn by ``split_seed``,
+    see ``held_out_songs``), ``"held_out"`` only those held out (the real music
+    a model is scored against, quality.py), ``"all"`` every song.
     """
     import datasets
     clip_hop = clip_hop or spectrogram.clip_samples
-    columns = None
-    if source == "scores":
-        songs = folder_songs(scores_folder(max_songs), label_column or "labels")
-    elif source == "demo":
-        songs = demo_songs()
-    elif Path(source).is_dir() and not _looks_like_hub_folder(Path(source)):
-        songs = folder_songs(Path(source), label_column or "labels")
-    else:
-        songs, columns = hub_songs(source, split, audio_column, label_column)
-    if max_songs is not None:
-        songs = songs[:max_songs] if isinstance(songs, list) else songs.select(range(min(max_songs, len(songs))))
-    if len(songs) == 0:
-        raise ValueError(f"{source!r} holds no songs")
-    songs = _subset(songs, subset, held_out, split_seed)
-    if len(songs) == 0:
+    found, columns = find_songs(source, max_songs=max_songs, hub_split=hub_split, audio_column=audio_column,
+                                label_column=label_column)
+    found = _song_set(found, songs, held_out, split_seed)
+    if len(found) == 0:
         raise ValueError(f"{source!r} has a single song: none can be held out of training to score the model "
                          "against; train on it all with held_out=0 (command line: --held-out 0)")
-    identity = _file_stamps(songs) if columns is None else [source, split, songs._fingerprint]
-    vocabulary = _vocabulary(songs, columns)
+    identity = _file_stamps(found) if columns is None else [source, hub_split, found._fingerprint]
+    vocabulary = label_vocabulary(found, columns)
 
     features = datasets.Features({
         "song": datasets.Value("string"), "clip": datasets.Value("int32"),
@@ -407,7 +231,7 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
             _generate_clips, features=features, cache_dir=str(cache_root() / "datasets"), **_cache_name(key),
             # a tuple, not a list: datasets would shard a list into one generator call per song,
             # and the summary of skipped songs would count each song on its own
-            gen_kwargs=dict(songs=tuple(songs) if isinstance(songs, list) else songs, columns=columns,
+            gen_kwargs=dict(songs=tuple(found) if isinstance(found, list) else found, columns=columns,
                             cache_key=key, **clip_args))
     except ValueError as e:  # datasets refuses to build a split of zero rows
         if "corresponds to no data" not in str(e):
@@ -427,20 +251,15 @@ def load_music_dataset(source: str = "demo", spectrogram: SpectrogramConfig = Sp
     return clips.with_format(None)
 
 
-def _looks_like_hub_folder(folder: Path) -> bool:
-    """A local folder laid out like a hub dataset (parquet/arrow files, no audio files)."""
-    data_files = any(folder.rglob("*.parquet")) or any(folder.rglob("*.arrow"))
-    return data_files and not any(p.suffix.lower() in AUDIO_EXTENSIONS for p in folder.rglob("*"))
-
-
-def _vocabulary(songs, columns) -> list[str]:
-    if columns is None:
-        return sorted({label for s in songs for label in s["labels"]})
-    if columns["label_names"] is not None:
-        return list(columns["label_names"])
-    if not columns["labels"]:
-        return []
-    return sorted({label for value in songs[columns["labels"]] for label in split_labels(value)})
+def load_data(run: RunConfig, songs: str = "train", spectrogram: SpectrogramConfig | None = None, **options):
+    """The run's clips (``load_music_dataset``): ``songs="train"`` the songs it
+    trains on, ``"held_out"`` the songs kept to score it, ``"all"`` every song;
+    in ``spectrogram`` (the run's by default); ``options`` override the run's
+    (``max_clips_per_song=None``) or add to them (``keep_audio=False``)."""
+    d = run.data
+    chosen = dict(held_out=d.held_out, split_seed=d.split_seed, max_songs=d.max_songs,
+                  max_clips_per_song=d.max_clips_per_song)
+    return load_music_dataset(d.source, spectrogram or run.spectrogram, songs=songs, **{**chosen, **options})
 
 
 # -- from a dataset to tensors ------------------------------------------------

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import Conditioning
 from .schedule import PREDICTION_TYPES
+
+if TYPE_CHECKING:
+    from .conditioning import Conditioning
 
 
 @dataclass(frozen=True)
@@ -227,13 +230,17 @@ class FinalLayer(nn.Module):
 
 class DiT(nn.Module):
     """``conditioning`` says what a condition vector means (labels or text,
-    see conditioning.py); checkpoints keep it beside the model's config."""
+    see conditioning.py) and sets ``cond_dim``; checkpoints keep it beside the
+    model's weights."""
 
     def __init__(self, config: DiTConfig = DiTConfig(), conditioning: Conditioning | None = None):
         super().__init__()
-        if conditioning is not None and conditioning.dim != config.cond_dim:
-            raise ValueError(f"conditioning on {conditioning.kind} gives vectors of {conditioning.dim} numbers: "
-                             f"build the DiT with cond_dim={conditioning.dim}, not {config.cond_dim}")
+        if conditioning is not None:
+            if config.cond_dim not in (0, conditioning.dim):
+                raise ValueError(f"conditioning on {conditioning.kind} gives vectors of {conditioning.dim} numbers, "
+                                 f"not {config.cond_dim}: build the DiT with cond_dim={conditioning.dim} (or 0, "
+                                 "which takes it from the conditioning)")
+            config = replace(config, cond_dim=conditioning.dim)
         self.config = config
         self.conditioning = conditioning
         D, p = config.hidden_size, config.patch_size

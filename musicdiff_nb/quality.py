@@ -1,5 +1,5 @@
 """Does it sound like music? Generated clips scored against real music that
-training never saw (songs held out by ``load_music_dataset(subset=...)``).
+training never saw (songs held out by ``load_music_dataset(songs=...)``).
 
 **Fréchet distance** (FD; Heusel et al. 2017, "GANs Trained by a Two
 Time-Scale Update Rule...", as FID; Kilgour et al. 2019, "Fréchet Audio
@@ -49,7 +49,7 @@ import torchaudio.functional as AF
 
 from .checkpoint import load_checkpoint
 from .config import RunConfig
-from .data import SPLIT, spectrograms
+from .data import SPLIT, load_data, spectrograms
 from .judge import LabelJudge, train_judge
 from .model import DiT
 from .neighbours import nearest_clips
@@ -188,8 +188,8 @@ def build_reference(run: RunConfig, *, max_train_clips_per_song: int | None = 30
     """Load the songs ``run`` held out (every clip) and its training songs
     (``max_train_clips_per_song`` each), in its spectrogram, and train the judge."""
     spectrogram = run.spectrogram
-    real = run.load_data("held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
-    train = run.load_data("train", max_clips_per_song=max_train_clips_per_song)
+    real = load_data(run, "held_out", max_clips_per_song=None).with_format("torch", columns=["audio"])
+    train = load_data(run, "train", max_clips_per_song=max_train_clips_per_song)
     train_waves = train.with_format("torch", columns=["audio"])[:]["audio"]
     songs = sorted(set(train["song"]))
     targets = torch.nn.functional.one_hot(torch.tensor([songs.index(s) for s in train["song"]]), len(songs))

@@ -12,10 +12,8 @@ from tqdm.auto import tqdm
 from .files import atomic_write
 from .model import DiT
 from .precision import autocast, autocast_dtype
-from .schedule import DDPMSchedule
+from .schedule import SAMPLERS, DDPMSchedule
 from .spectrogram import SpectrogramConfig, to_waveform
-
-SAMPLERS = ("ddim", "ddpm", "dpm++")
 
 
 class Trajectory(NamedTuple):

@@ -22,6 +22,7 @@ import torch
 
 PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
 BETA_SCHEDULES = ("linear", "cosine")
+SAMPLERS = ("ddim", "ddpm", "dpm++")  # the reverse steps below: ddim_step, ddpm_step, dpm_solver_step
 
 
 def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:

@@ -4,7 +4,7 @@ by a General MIDI soundfont, with several labels per song.
 Each work becomes a song of at most ``SONG_SECONDS`` seconds: music21 parses
 the score and writes MIDI, ``midirenderer`` plays it with the TimGM6mb
 soundfont that ``pretty_midi`` bundles (all three are plain PyPI wheels), and
-the audio is stored as FLAC beside a ``metadata.csv`` that ``data.py`` reads
+the audio is stored as FLAC beside a ``metadata.csv`` that ``sources.py`` reads
 like any local folder. A song's labels are its composer, its genre, its mode
 (music21's key analysis: major or minor), its meter (from the time signature)
 and the instrument that plays it: the string quartets are played by violins,

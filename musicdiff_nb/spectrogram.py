@@ -74,7 +74,7 @@ class SpectrogramConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SpectrogramConfig":
-        """``"seed"``: 22.05 kHz, 256 bins x 256 frames (2.97 s clips), for a GPU.
+        """``"seed"``: 22.05 kHz, 256 bins x 256 frames (2.96 s clips), for a GPU.
         ``"small"``: 16 kHz, 128 bins x 128 frames (1.02 s clips), for a CPU.
         With ``representation="mel"`` a preset keeps its tensor's shape: as
         many mel bands as it has bins, from an STFT four times longer."""

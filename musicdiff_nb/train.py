@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import History, TrainState, check_resume, restore, save_checkpoint
+from .checkpoint import History, TrainState, check_resume, recorded_run, restore, save_checkpoint
 from .config import RunConfig, TrainConfig
 from .data import condition_vectors, training_tensors
 from .files import check_writable_folder
@@ -174,18 +173,6 @@ def _scaled_step(optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
     return scaler._scale < scale  # update() lowers the scale exactly when step() skipped
 
 
-def _recorded_run(run: RunConfig, model: DiT, schedule: DDPMSchedule) -> RunConfig:
-    """``run`` as its checkpoints record it: with the model's own config (its
-    ``cond_dim`` comes from the conditioning it was built with)."""
-    if replace(model.config, cond_dim=0) != replace(run.model, cond_dim=0):
-        raise ValueError(f"the model was built with {model.config}, but the run declares {run.model}: "
-                         "build it with run.build_model()")
-    if schedule.config != run.schedule:
-        raise ValueError(f"the schedule is {schedule}, but the run declares {run.schedule}: "
-                         "build it with run.build_schedule()")
-    return replace(run, model=model.config)
-
-
 def train(model: DiT, schedule: DDPMSchedule, data, config: TrainConfig | RunConfig = TrainConfig(), *,
           callback: Callable | None = None) -> TrainState:
     """Train ``model`` on ``data``; return the final ``TrainState`` (its
@@ -193,13 +180,15 @@ def train(model: DiT, schedule: DDPMSchedule, data, config: TrainConfig | RunCon
 
     ``data``: a tensor of clips [N, C, F, T], a pair (clips, condition
     vectors [N, cond_dim]), or a dataset from ``load_music_dataset``.
-    ``config``: a ``RunConfig`` (trains with its ``train`` settings and saves
-    the whole run in every checkpoint, so that sampling and scoring find its
-    spectrogram and data there) or just a ``TrainConfig``.
+    ``config``: the ``RunConfig`` that ``model`` and ``schedule`` were built
+    from (``DiT(run.model, conditioning)``, ``DDPMSchedule(run.schedule)``):
+    it trains with its ``train`` settings, and every checkpoint records it
+    whole, so that sampling and scoring find its spectrogram and data there;
+    or just a ``TrainConfig`` (for bare tensors; see ``recorded_run``).
     ``callback(step, history, model)`` runs on the main process after each logged step.
     """
-    run = _recorded_run(config, model, schedule) if isinstance(config, RunConfig) else None
-    cfg = config.train if run else config
+    cfg = config.train if isinstance(config, RunConfig) else config
+    run = recorded_run(config, model, schedule)
     procs = Processes(cfg.device)
     finished = False
     try:
@@ -210,9 +199,9 @@ def train(model: DiT, schedule: DDPMSchedule, data, config: TrainConfig | RunCon
         procs.close(finished)
 
 
-def _train(model, schedule, data, cfg: TrainConfig, run, procs: Processes, callback) -> TrainState:
+def _train(model, schedule, data, cfg: TrainConfig, run: dict, procs: Processes, callback) -> TrainState:
     # --- checks first: a wrong checkpoint or folder is refused before any work ---
-    saved = check_resume(cfg, model.config, schedule)
+    saved = check_resume(run, cfg)
     if cfg.out_dir:
         check_writable_folder(cfg.out_dir)
     clips, cond = _training_data(data, cfg, conditional=bool(model.config.cond_dim))
@@ -312,7 +301,7 @@ def _train(model, schedule, data, cfg: TrainConfig, run, procs: Processes, callb
             if not _finite(model):  # a finite loss can still leave NaN weights behind (an inf gradient)
                 raise _diverged("the weights became NaN or inf", last_logged, step, path)
             if is_main_process():
-                save_checkpoint(path, state, schedule, cfg, run, num_clips)
+                save_checkpoint(path, state, run, num_clips)
     batches.close()  # ends the loader's worker processes, if any
     bar.close()
     model.eval()

@@ -1,16 +1,39 @@
 """Shared fixtures (real music from the demo set, fetched once into the cache)
 and the helpers that several test modules use."""
 
+import importlib
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, SpectrogramConfig, load_music_dataset, spectrograms
-from musicdiff_nb.data import decode_audio, demo_folder
+from musicdiff_nb.data import decode_audio
+from musicdiff_nb.sources import demo_folder
 
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 # Small enough for fast CPU tests: 128 bins x 64 frames (0.5 s at 16 kHz)
 TEST_SPEC = SpectrogramConfig.preset("small", frames=64)
 ATOL = 1e-5
 DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+# Debian's chromium, driven by Playwright without a browser download (the tests marked "browser")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The browser's path; skipped without it, except under CI=1, where it fails."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install chromium` (see .ci/run)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +56,15 @@ def demo_clips():
 
 
 # -- helpers --------------------------------------------------------------------
+
+def benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (its folder on the path, for the modules it shares)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    module = importlib.import_module(name)
+    assert Path(module.__file__).parent == BENCHMARKS, f"{name} is {module.__file__}, not the benchmark's script"
+    return module
+
 
 def randomize(model):
     """Give the zero-initialised layers weights, as training would."""

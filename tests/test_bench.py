@@ -1,24 +1,40 @@
-"""Every benchmark runs once at a tiny size: proof that it still works, not a
-timing (speed is reported by the benchmarks, never asserted)."""
+"""Every benchmark (a script in benchmarks/) runs once at a tiny size: proof
+that it still works, not a timing (speed is reported by the benchmarks,
+never asserted)."""
 
 import json
 import math
 import statistics
+import subprocess
+import sys
 
 import pytest
 
-from musicdiff_nb.bench import main
+from conftest import BENCHMARKS, benchmark
+
+SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "measure")
 
 
-def bench(tmp_path, *args):
+def bench(tmp_path, script, *args):
+    """``benchmarks/SCRIPT.py ARGS --json FILE``, run in this process: its figures, printed and written."""
     out = tmp_path / "figures.json"
-    printed = main([*args, "--json", str(out)])
-    assert json.loads(out.read_text())["benchmark"] == printed["benchmark"] == args[0]
+    printed = benchmark(script).main([*args, "--json", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == printed["benchmark"]
+    assert printed["machine"]["threads"] >= 1
     return printed
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_explains_its_options(script, capsys):
+    with pytest.raises(SystemExit) as done:
+        benchmark(script).main(["--help"])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("usage:") and "--json" in printed and "docs/" in printed  # where its figures are
+
+
 def test_train_step_against_diffusers(tmp_path, capsys):
-    bench(tmp_path, "train-step", "--preset", "tiny", "--batch-size", "2", "--repeats", "1")
+    bench(tmp_path, "train_step", "--run", "cpu", "--batch-size", "2", "--repeats", "1")
     result = json.loads((tmp_path / "figures.json").read_text())
     ours, peer = result["contenders"]["ours"], result["contenders"]["diffusers"]
     assert ours["parameters"] < peer["parameters"]  # diffusers' DiT has a timestep MLP in every block
@@ -29,7 +45,7 @@ def test_train_step_against_diffusers(tmp_path, capsys):
 
 
 def test_preprocess_against_librosa(tmp_path):
-    result = bench(tmp_path, "preprocess", "--spectrogram", "small", "--songs", "1", "--max-clips-per-song", "3",
+    result = bench(tmp_path, "preprocess", "--run", "cpu", "--songs", "1", "--max-clips-per-song", "3",
                    "--repeats", "1")
     assert result["clips"] == 3
     assert result["max_relative_disagreement"] < 1e-3  # the same transform, computed twice
@@ -37,7 +53,7 @@ def test_preprocess_against_librosa(tmp_path):
 
 
 def test_sampling_time_and_quality_per_step_count(tmp_path, capsys):
-    result = bench(tmp_path, "sampling", "--preset", "tiny", "--clips", "4", "--steps", "2", "3", "--train-steps", "4",
+    result = bench(tmp_path, "sampling", "--run", "cpu", "--clips", "4", "--steps", "2", "3", "--train-steps", "4",
                    "--timesteps", "20", "--seeds", "0", "1")
     rows = result["contenders"]
     assert list(rows) == ["DDIM-2", "DDIM-3", "DPM++-2", "DPM++-3", "DDIM-20", "DDPM-20"]  # DDIM-50 is DDIM-T here
@@ -56,7 +72,7 @@ def test_sampling_time_and_quality_per_step_count(tmp_path, capsys):
 
 
 def test_fewest_steps_are_as_good_as_ddim_50_from_there_on():
-    from musicdiff_nb.bench.sampling import compare
+    compare = benchmark("sampling").compare
 
     def row(sampler, steps, *fd):
         return {"sampler": sampler, "steps": steps, "model_calls": steps,
@@ -73,7 +89,7 @@ def test_fewest_steps_are_as_good_as_ddim_50_from_there_on():
     assert result["fewest_steps"]["dpm++"]["steps"] == 50
 
 def test_seed_workload_projection(tmp_path):
-    result = bench(tmp_path, "seed-workload", "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+    result = bench(tmp_path, "seed_workload", "--run", "cpu", "--steps", "2", "--batch-size", "2",
                    "--data", "demo", "--sample-songs", "1")
     assert result["clip_count"] == round(710 * result["clips_per_song"])
     assert result["total_steps"] == 5 * (result["clip_count"] // 2)
@@ -81,7 +97,7 @@ def test_seed_workload_projection(tmp_path):
 
 
 def test_fast_path_alternatives(tmp_path, capsys):
-    bench(tmp_path, "fast-path", "--preset", "tiny", "--batch-size", "2", "--repeats", "1")
+    bench(tmp_path, "fast_path", "--run", "cpu", "--batch-size", "2", "--repeats", "1")
     groups = json.loads((tmp_path / "figures.json").read_text())["groups"]
     lines = capsys.readouterr().out.splitlines()
     assert len(groups) == 4
@@ -94,7 +110,7 @@ def test_fast_path_alternatives(tmp_path, capsys):
 
 
 def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
-    """The bench trains, samples and scores a variant; `evaluate` on the
+    """The benchmark trains, samples and scores a variant; `evaluate` on the
     checkpoint it left scores the same samples the same (same seed)."""
     from musicdiff_nb.__main__ import main as cli
 
@@ -113,9 +129,8 @@ def test_quality_of_a_variant_and_its_checkpoint_scored_again(tmp_path):
 
 
 def test_time_to_quality_against_a_diffusers_pipeline(tmp_path, capsys):
-    from musicdiff_nb.bench.time_to_quality import minutes_to
-
-    result = bench(tmp_path, "time-to-quality", "--minutes", "0.01", "0.02", "-n", "4", "--sample-steps", "2",
+    minutes_to = benchmark("time_to_quality").minutes_to
+    result = bench(tmp_path, "time_to_quality", "--minutes", "0.01", "0.02", "-n", "4", "--sample-steps", "2",
                    "--threshold", "2", "--out", str(tmp_path / "runs"))
     for name in ("ours", "diffusers"):
         rows = result["contenders"][name]["rows"]
@@ -128,14 +143,14 @@ def test_time_to_quality_against_a_diffusers_pipeline(tmp_path, capsys):
 
 
 def test_minutes_to_threshold_is_the_first_mark_at_or_below_it():
-    from musicdiff_nb.bench.time_to_quality import minutes_to
+    minutes_to = benchmark("time_to_quality").minutes_to
 
     rows = [{"minutes": 2, "fd": 0.5}, {"minutes": 5, "fd": 0.3}, {"minutes": 10, "fd": 0.2}]
     assert minutes_to(rows, 0.3) == 5 and minutes_to(rows, 0.6) == 2 and minutes_to(rows, 0.1) is None
 
 
 def test_speedup_to_the_threshold_is_a_lower_bound_when_the_peer_never_reaches_it():
-    from musicdiff_nb.bench.time_to_quality import speedup
+    speedup = benchmark("time_to_quality").speedup
 
     def result(ours, peer):
         return {"marks": (2, 5, 20), "contenders": {"ours": {"minutes_to_threshold": ours},
@@ -161,3 +176,16 @@ def test_streaming_memory_and_speed_against_memory(tmp_path, capsys):
     assert f"streaming / in memory (1x, median of 1): {ratio:.3f}" in capsys.readouterr().out
     cpu = rows["streaming 1x"]["cpu_seconds_per_step"] / rows["in memory 1x"]["cpu_seconds_per_step"]
     assert rows["in memory 1x"]["cpu_seconds_per_step"] > 0 and result["cpu_per_step_ratio"] == pytest.approx(cpu)
+
+
+def test_profile_run_as_a_script(tmp_path):
+    """`python benchmarks/profile_step.py ...`, as a user runs it: a script that imports its neighbours."""
+    out = tmp_path / "profile.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--run", "cpu", "--batch-size", "2",
+                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    eager = result["variants"]["eager"]
+    assert result["config"]["hidden_size"] == 64 and result["flops_per_step"] > result["matmul_flops_per_step"] > 0
+    assert eager["step_seconds"] > 0 and sum(eager["groups"].values()) == pytest.approx(eager["profiled_seconds"])
+    assert "training step of our DiT (width 64, depth 2), batch 2" in done.stdout

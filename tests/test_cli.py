@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from musicdiff_nb import RunConfig, TrainConfig, load_checkpoint, sample
+from musicdiff_nb import RUNS, RunConfig, TrainConfig, load_checkpoint, sample
 
 
 def run(*args):
@@ -20,16 +20,15 @@ def run(*args):
     return result.stdout
 
 
-# what each command's --help must list: for train, sample and bench what the README names, for prepare
+# what each command's --help must list: for train and sample what the README names, for prepare
 # and evaluate their inputs
 PROMISED = {
-    "prepare": ["--data", "--spectrogram", "--representation", "--max-songs", "--held-out"],
-    "train": ["--data", "--spectrogram", "--representation", "--preset", "--steps", "--epochs", "--batch-size",
+    "prepare": ["--run", "--data", "--representation", "--max-songs", "--held-out"],
+    "train": ["--run", *RUNS, "--data", "--representation", "--steps", "--epochs", "--batch-size",
               "--conditioning", "--precision", "fp16", "--out", "--config", "--print-config"],
     "sample": ["--checkpoint", "--sampler", "ddpm", "ddim", "--steps", "--label", "--prompt", "--guidance-scale",
                "--precision", "--out"],
     "evaluate": ["--checkpoint", "--data", "--sampler", "--json"],
-    "bench": ["train-step", "preprocess", "sampling", "seed-workload", "fast-path"],
 }
 
 
@@ -49,7 +48,7 @@ def test_train_then_sample(tmp_path):
     assert (out / "loss.png").stat().st_size > 0
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt.label_names == ["aztec", "castle"] and ckpt.spectrogram.sample_rate == 16000
-    assert ckpt.run == RunConfig.load(out / "run.yaml").replace(model=ckpt.model.config)  # the run, saved twice
+    assert ckpt.run == RunConfig.load(out / "run.yaml") and ckpt.model.config.cond_dim == 2  # the run, saved twice
     assert (ckpt.run.train.steps, ckpt.run.data.max_songs, ckpt.run.conditioning) == (20, 2, "labels")
     run("sample", "--checkpoint", str(out / "last.pt"), "-n", "2", "--steps", "5", "--label", "aztec",
         "--out", str(out / "samples"))
@@ -75,8 +74,8 @@ def test_a_checkpoint_of_another_model_is_refused_before_any_song_is_decoded(tmp
     torch.manual_seed(0)
     train(DiT(DiTConfig.preset("tiny", input_size=(128, 128))), DDPMSchedule(), torch.randn(2, 2, 128, 128),
           TrainConfig(steps=1, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(out), progress=False))
-    command = ["train", "--data", str(no_songs), "--preset", "small"]
-    with pytest.raises(ValueError, match="was trained with DiTConfig.*hidden_size=64.* not DiTConfig.*hidden_size=128"):
+    command = ["train", "--data", str(no_songs), "--hidden-size", "128"]
+    with pytest.raises(ValueError, match=r"continues a run with .*model.hidden_size=64 \(now 128\)"):
         main(["--debug", *command, "--out", str(out)])
     with pytest.raises(ValueError, match="holds no audio files"):  # what loading the songs first would have said
         main(["--debug", *command, "--out", str(tmp_path / "fresh")])
@@ -103,7 +102,7 @@ def no_songs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("setting, message", [
-    (["--preset", "gigantic"], "unknown DiT preset 'gigantic': use one of"),
+    (["--patch-size", "5"], r"input_size=\(128, 128\) does not divide by patch_size=5"),
     (["--batch-size", "0"], "batch_size=0: .* must be >= 1"),
     (["--checkpoint-every", "15"], "checkpoint_every=15 must be a multiple of log_every=10"),
     (["--steps", "0"], "steps=0: train at least one step"),
@@ -221,6 +220,19 @@ def test_the_defaults_are_the_run_configs():
     assert printed_run("train") == RunConfig().replace(train=dict(out_dir="runs/demo"))
 
 
+@pytest.mark.parametrize("name", RUNS)
+def test_run_starts_from_a_named_run(name):
+    assert printed_run("train", "--run", name) == RUNS[name].replace(train=dict(out_dir="runs/demo"))
+
+
+def test_an_unknown_run_names_the_runs(capsys):
+    from musicdiff_nb.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--run", "huge"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and re.search(r"invalid choice: '?huge'? \(choose from '?cpu'?, '?quick'?", err), err
+
+
 def test_every_field_of_the_run_is_an_option():
     from musicdiff_nb.__main__ import NOT_OPTIONS, OPTION_NAMES
     from musicdiff_nb.config import SECTIONS
@@ -233,14 +245,14 @@ def test_every_field_of_the_run_is_an_option():
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_print_config_and_config_round_trip(tmp_path, suffix):
-    chosen = printed_run("train", "--spectrogram", "seed", "--representation", "complex", "--preset", "seed",
-                         "--data", "scores", "--conditioning", "text", "--lr", "2e-4", "--max-songs", "none",
-                         "--beta-schedule", "cosine", "--no-resume", "--time-limit", "90")
+    chosen = printed_run("train", "--run", "seed", "--data", "scores", "--conditioning", "text", "--lr", "2e-4",
+                         "--max-songs", "none", "--beta-schedule", "cosine", "--no-resume", "--time-limit", "90")
     assert (chosen.spectrogram.sample_rate, chosen.model.hidden_size, chosen.schedule.beta_schedule) == \
         (22050, 256, "cosine")
     assert (chosen.train.lr, chosen.train.resume, chosen.train.time_limit) == (2e-4, False, 90.0)
     assert (chosen.data.source, chosen.data.max_songs, chosen.conditioning) == ("scores", None, "text")
-    path = chosen.save(tmp_path / f"run{suffix}")
+    path = tmp_path / f"run{suffix}"
+    path.write_text(chosen.dumps(yaml_format=suffix == ".yaml"))
     assert printed_run("train", "--config", str(path)) == chosen
     assert printed_run("train", "--config", str(path), "--steps", "9") == chosen.replace(train=dict(steps=9))
 

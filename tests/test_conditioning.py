@@ -11,7 +11,7 @@ from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpo
 from musicdiff_nb import conditioning as conditioning_module
 from musicdiff_nb.conditioning import Conditioning, label_conditioning, text_conditioning
 from musicdiff_nb.data import label_names, load_music_dataset, multi_hot, spectrograms
-from musicdiff_nb.evaluation import guidance_sweep
+from musicdiff_nb.guidance import guidance_sweep
 from musicdiff_nb.judge import judge_scores, train_judge
 from musicdiff_nb.scores import COLLECTIONS, scores_folder
 from musicdiff_nb.text import ENCODER_DIM, encode_text, load_text_encoder

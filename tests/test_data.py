@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 
 from musicdiff_nb import label_names, load_music_dataset, multi_hot, spectrograms
-from musicdiff_nb.data import DEMO_PACKAGE, DEMO_THEMES, AudioError, decode_audio, demo_folder, training_tensors
+from musicdiff_nb.data import AudioError, decode_audio, training_tensors
+from musicdiff_nb.sources import DEMO_PACKAGE, DEMO_THEMES, demo_folder
 
 from conftest import TEST_SPEC
 
@@ -304,9 +305,9 @@ def test_held_out_songs_are_a_song_level_split_fixed_by_seed():
     assert held_out_songs(10, seed=1) != held_out_songs(10)
     assert held_out_songs(2) in ([0], [1]) and held_out_songs(1) == []
     kwargs = dict(max_clips_per_song=2, keep_audio=False)
-    train_songs = set(load_music_dataset("demo", TEST_SPEC, subset="train", **kwargs)["song"])
-    held = set(load_music_dataset("demo", TEST_SPEC, subset="held_out", **kwargs)["song"])
+    train_songs = set(load_music_dataset("demo", TEST_SPEC, songs="train", **kwargs)["song"])
+    held = set(load_music_dataset("demo", TEST_SPEC, songs="held_out", **kwargs)["song"])
     every = set(load_music_dataset("demo", TEST_SPEC, **kwargs)["song"])
     assert not train_songs & held and train_songs | held == every and len(held) == 2
-    with pytest.raises(ValueError, match="subset"):
-        load_music_dataset("demo", TEST_SPEC, subset="test")
+    with pytest.raises(ValueError, match="songs='test'"):
+        load_music_dataset("demo", TEST_SPEC, songs="test")

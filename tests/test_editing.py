@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, load_checkpoint, sample, to_spectrogram, to_waveform
-from musicdiff_nb.data import decode_audio, demo_folder
+from musicdiff_nb.data import decode_audio
 from musicdiff_nb.editing import (
     band_mask,
     continuation,
@@ -21,6 +21,7 @@ from musicdiff_nb.editing import (
     variation,
 )
 from musicdiff_nb.files import trained_checkpoint
+from musicdiff_nb.sources import demo_folder
 from musicdiff_nb.spectrogram import magnitude_db
 
 from conftest import randomize

@@ -5,7 +5,17 @@ machine to run their code paths (all but CUDA's kernels)."""
 import pytest
 import torch
 
-from musicdiff_nb import DiTConfig, load_checkpoint, sample, spectrograms, to_waveform, train
+from musicdiff_nb import (
+    DDPMSchedule,
+    DiT,
+    DiTConfig,
+    load_checkpoint,
+    load_data,
+    sample,
+    spectrograms,
+    to_waveform,
+    train,
+)
 from musicdiff_nb.settings import notebook_settings
 
 
@@ -18,12 +28,12 @@ def test_the_gpu_settings_train_save_load_and_sample_at_the_seeds_size(tmp_path)
         data=dict(max_songs=2, max_clips_per_song=4, held_out=0),
         train=dict(steps=2, batch_size=4, log_every=1, checkpoint_every=2, out_dir=str(tmp_path), precision="fp16",
                    progress=False))
-    ds = run.load_data(keep_audio=False)
+    ds = load_data(run, keep_audio=False)
     assert tuple(spectrograms(ds).shape[1:]) == run.spectrogram.shape == (2, 256, 256)
     torch.manual_seed(0)
-    model = run.build_model()
+    model = DiT(run.model)
     assert model.config == DiTConfig.preset("seed")
-    history = train(model, run.build_schedule(), ds, run).history
+    history = train(model, DDPMSchedule(run.schedule), ds, run).history
     assert history.step == [1, 2] and history.skipped_steps == 0
 
     ckpt = load_checkpoint(tmp_path / "last.pt")

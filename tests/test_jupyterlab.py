@@ -1,7 +1,8 @@
 """The widgets work for a person in JupyterLab, not only headless: a real
 JupyterLab server, 03_noise_schedule opened in headless Chromium (Debian's
 ``chromium``, driven by Playwright), all cells run, the timestep slider
-rendered as a slider and moved, and the figure redrawn."""
+rendered as a slider and moved, and the figure redrawn; the explorer's still
+(its PNG for pages without widgets) is not shown beside the live view."""
 
 import os
 import shutil
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CHROMIUM_ARGS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_noise_schedule.ipynb"
 TOKEN = "musicdiff-test-token"
 SERVER_START_S, RUN_ALL_S, REDRAW_S = 90, 300, 60
@@ -43,15 +43,6 @@ KERNEL_IDLE = """() => {
 }"""
 SLIDER = ".jp-OutputArea-output .widget-slider.widget-hslider"
 FIGURE = ".jp-OutputArea-output .widget-output img"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install chromium` (see .ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    return CHROMIUM
 
 
 def free_port() -> int:
@@ -139,6 +130,7 @@ def test_timestep_slider_in_jupyterlab(chromium, jupyterlab, tmp_path):
             outputs = cell.locator(".jp-Cell-outputArea")
             assert "IntSlider(" not in outputs.inner_text() and "VBox(" not in outputs.inner_text()
             assert page.locator(".widget-output audio").count() == 1
+            assert outputs.locator("img").count() == 1  # the live view, and no still of it beside
             before = page.locator(FIGURE).get_attribute("src")
 
             handle = slider.locator(".noUi-handle")

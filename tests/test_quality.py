@@ -11,6 +11,7 @@ from musicdiff_nb import (
     DiT,
     RunConfig,
     load_checkpoint,
+    load_data,
     spectrograms,
     to_spectrogram,
     train,
@@ -101,7 +102,7 @@ def test_the_shipped_model_sounds_better_than_a_quick_one():
     assert ckpt.run.data.held_out > 0 and ckpt.spectrogram == notebook_settings("cpu").spectrogram
     reference = build_reference(ckpt.run, max_train_clips_per_song=8, judge_steps=150)
     quick = notebook_settings("quick")
-    clips = spectrograms(ckpt.run.load_data(max_clips_per_song=4, keep_audio=False))
+    clips = spectrograms(load_data(ckpt.run, max_clips_per_song=4, keep_audio=False))
     torch.manual_seed(0)
     state = train(DiT(ckpt.model.config), DDPMSchedule(), clips, replace(quick.train, out_dir=None, progress=False))
     scores = {name: evaluate(model, DDPMSchedule(), reference, n=32, steps=20).fd["features"]["normalised"]

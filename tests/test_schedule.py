@@ -110,7 +110,8 @@ def test_dpm_solver_step_per_sample_timesteps():
     t, t_prev, t_before = torch.tensor([800, 400, 100]), torch.tensor([600, 250, -1]), torch.tensor([999, 600, 300])
     got = schedule.dpm_solver_step(x0, t, x, t_prev, previous=(x0_before, t_before))
     for i in range(3):
-        one = schedule.dpm_solver_step(x0[i], int(t[i]), x[i], int(t_prev[i]), previous=(x0_before[i], int(t_before[i])))
+        before = (x0_before[i], int(t_before[i]))
+        one = schedule.dpm_solver_step(x0[i], int(t[i]), x[i], int(t_prev[i]), previous=before)
         assert torch.allclose(got[i], one, atol=ATOL)
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicdiff_nb import DiTConfig, RunConfig, SpectrogramConfig
+from musicdiff_nb import RUNS, DDPMSchedule, DiT, DiTConfig, RunConfig, SpectrogramConfig
+from musicdiff_nb.conditioning import build_conditioning
 from musicdiff_nb.settings import notebook_settings
 
 
@@ -21,11 +22,12 @@ def test_the_pieces_fit_together(mode, conditioned):
     assert isinstance(run, RunConfig)
     spec = run.spectrogram
     assert run.stft.representation == "complex" and run.stft.shape[1:] == spec.shape[1:]  # the same clips
-    conditioning = run.build_conditioning(["a", "b"]) if conditioned else None
-    model = run.build_model(conditioning)
+    conditioning = build_conditioning(run, ["a", "b"])
+    assert (conditioning is not None) == conditioned
+    model = DiT(run.model, conditioning)
     cond = torch.zeros(1, model.config.cond_dim) if conditioned else None
     assert model(torch.zeros(1, *spec.shape), 10, cond).shape == (1, *spec.shape)
-    assert run.build_schedule().num_timesteps == run.schedule.num_timesteps
+    assert DDPMSchedule(run.schedule).num_timesteps == run.schedule.num_timesteps
     out = Path("runs") / mode / ("07_conditioning" if conditioned else "")
     assert run.train.checkpoint_path == out / "last.pt"
     assert str(spec.shape) in run.describe()
@@ -33,6 +35,16 @@ def test_the_pieces_fit_together(mode, conditioned):
 
 def test_the_cpu_run_is_the_main_jobs_defaults():
     assert notebook_settings("cpu") == RunConfig().replace(train=dict(out_dir="runs/cpu"))
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+@pytest.mark.parametrize("mode", ["quick", "cpu", "gpu"])
+def test_the_notebooks_runs_are_the_named_runs(mode, conditioned):
+    """notebook_settings only places a named run: its checkpoints beside the notebook, its songs."""
+    run = notebook_settings(mode, source="my_songs", conditioned=conditioned)
+    named = RUNS[f"conditioned-{mode}" if conditioned else mode]
+    assert run.replace(train=dict(out_dir=None), data=dict(source=named.data.source)) == named
+    assert run.data.source == ("scores" if conditioned else "my_songs")
 
 
 def test_gpu_mode_is_the_seeds_workload():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_checkpoint, pick_device, sample, train
+from musicdiff_nb.files import read_checkpoint
 from musicdiff_nb.train import batch_indices, step_draws
 
 from conftest import TEST_SPEC
@@ -56,6 +57,8 @@ def test_checkpoint_round_trip(demo_clips, tmp_path):
     assert ckpt.model.config == model.config and ckpt.schedule.config == schedule.config
     assert ckpt.train_config == cfg
     assert ckpt.run is None and ckpt.spectrogram is None  # bare tensors and a TrainConfig: no run to record
+    saved = read_checkpoint(tmp_path / "last.pt")["run"]  # only the sections they have
+    assert saved.keys() == {"model", "schedule", "train"} and saved["model"]["cond_dim"] == 3
     for name, tensor in model.state_dict().items():
         assert torch.equal(ckpt.model.state_dict()[name], tensor.cpu()), name
     for name, tensor in state.ema.state_dict().items():
@@ -131,9 +134,12 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(demo_clips
 def test_resume_refuses_other_run_settings_or_data(demo_clips, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=1, out_dir=str(tmp_path), progress=False)
     train(tiny(), DDPMSchedule(), demo_clips, cfg)
-    with pytest.raises(ValueError, match=r"continues a run with lr=0.001 \(now 0.003\), seed=0 \(now 1\): pass the "
-                                         "same settings to resume it, or choose another out_dir"):
+    with pytest.raises(ValueError, match=r"continues a run with train.lr=0.001 \(now 0.003\), train.seed=0 \(now 1\): "
+                                         "pass the same settings to resume it, or choose another out_dir"):
         train(tiny(), DDPMSchedule(), demo_clips, replace(cfg, steps=4, lr=3e-3, seed=1))
+    with pytest.raises(ValueError, match=r"continues a run with model.hidden_size=64 \(now 32\), "
+                                         r"schedule.beta_schedule='linear' \(now 'cosine'\)"):
+        train(tiny(hidden_size=32), DDPMSchedule(beta_schedule="cosine"), demo_clips, replace(cfg, steps=4))
     with pytest.raises(ValueError, match="trained on 6 clips, this data has 4: resume on the same data"):
         train(tiny(), DDPMSchedule(), demo_clips[:4], replace(cfg, steps=4))
     # the length of the run, logging, checkpointing and the device may change

@@ -1,5 +1,6 @@
 """Every figure, table and widget the notebooks show, on real music."""
 
+import base64
 import io
 import subprocess
 import sys
@@ -8,18 +9,24 @@ from types import SimpleNamespace
 
 import ipywidgets
 import matplotlib.pyplot as plt
+import nbformat
 import pytest
 import soundfile as sf
 import torch
 from IPython.display import Audio
 from matplotlib.figure import Figure
+from nbconvert import HTMLExporter
 
 from musicdiff_nb import DDPMSchedule, DiT, DiTConfig, TrainConfig, load_music_dataset, sample, train, viz
 from musicdiff_nb.neighbours import nearest_clips
 from musicdiff_nb.spectrogram import magnitude_db
 from musicdiff_nb.viz import draw, widgets
 
-from conftest import TEST_SPEC, randomize
+from conftest import TEST_SPEC, benchmark, randomize
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+STILL_IMG = 'src="data:image/png;base64'  # an <img> of the still, in nbconvert's HTML
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +76,10 @@ def colorbars(fig):
     return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
 
 
-def is_still(fig):
-    return isinstance(fig, Figure) and fig.get_suptitle() == widgets.STILL_TITLE
+def has_still(box):
+    """The explorer's output carries a PNG of its first view, titled as a still, beside the widget view."""
+    bundle = box._repr_mimebundle_()
+    return WIDGET_VIEW in bundle and base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
 
 
 def tiny_model(**overrides):
@@ -85,29 +94,12 @@ def test_figures_are_not_kept_by_pyplot():
 
 # -- 01 ------------------------------------------------------------------------
 
-def test_song_table_and_labels(clips_ds):
+def test_song_table(clips_ds):
     table = viz.song_table(clips_ds, TEST_SPEC)
     assert list(table.index) == ["aztec.ogg", "castle.ogg"] and list(table["labels"]) == ["aztec", "castle"]
     assert list(table["clips"]) == [3, 3]
     span = table["last clip ends (s)"] - table["first clip starts (s)"]
     assert (span >= 3 * TEST_SPEC.clip_seconds - 0.01).all()
-    fig = viz.plot_label_counts(clips_ds)
-    assert_readable(fig)
-    per_song = fig.axes[1]  # one label per song: one bar, on a whole-number axis
-    assert [t.get_text() for t in per_song.get_xticklabels()] == ["1"] and per_song.get_xlim() == (0.4, 1.6)
-    for ax in fig.axes:
-        assert all(float(tick).is_integer() for tick in ax.get_yticks()), ax.get_yticks()  # no 0.2 of a song
-    bars = fig.axes[0].patches
-    assert [b.get_height() for b in bars] == [1, 1] and "of 2 labels" in fig.axes[0].get_title()
-
-
-def test_waveforms_and_clips(clips_ds):
-    fig = viz.plot_waveforms(clips_ds.select([0, 3])["audio"], TEST_SPEC.sample_rate, ["a", "b"])
-    assert_readable(fig, units=["time (s)"])
-    fig = viz.plot_song_clips(clips_ds, "castle.ogg", TEST_SPEC)
-    assert_readable(fig, units=["time (s)"])
-    spans = fig.axes[0].patches
-    assert len(spans) == 3 and "3 clips" in fig.axes[0].get_title()
 
 
 def test_waveform_envelope_keeps_the_peaks():
@@ -121,25 +113,6 @@ def test_waveform_envelope_keeps_the_peaks():
 
 # -- 02 ------------------------------------------------------------------------
 
-def test_stft_figures(demo_music):
-    wave = demo_music[0, : 22050]
-    cfg = TEST_SPEC.__class__(sample_rate=22050)
-    fig = viz.plot_framing(wave, cfg)
-    assert_readable(fig, units=["time (ms)", "frequency (Hz)", "(dB)"])
-    fig.canvas.draw()
-    top = fig.axes[0]
-    assert not top.get_legend().get_window_extent().overlaps(top.get_window_extent())  # it hides no window
-    fig = viz.plot_resolution(wave, cfg, n_ffts=(128, 2048))
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "window 5.8 ms" in titles(fig)[0] and "bins 10.8 Hz apart" in titles(fig)[1]
-    assert_readable(viz.plot_magnitude_phase(wave, cfg), units=["time (s)", "frequency (Hz)"])
-    fig = viz.plot_representation(wave[: cfg.clip_samples], cfg)
-    assert_readable(fig, units=["frequency (Hz)", "standard deviations"])
-    legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend())
-    kurtosis = [float(t.get_text().rsplit(" ", 1)[1]) for t in legend.get_texts()]
-    assert kurtosis[0] < kurtosis[1]  # compression brings the values closer to Gaussian
-
-
 def test_round_trip_table(demo_music):
     wave = demo_music[1, : TEST_SPEC.clip_samples]
     cfg = TEST_SPEC.__class__(sample_rate=22050)
@@ -152,8 +125,9 @@ def test_round_trip_table(demo_music):
 def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
     box = viz.stft_explorer(demo_music[0, : 22050], TEST_SPEC.__class__(sample_rate=22050))
     n_fft, hop = box.children[0].children
-    first, still = shown  # the view, rendered once: its figure is also the still
-    assert still is first and is_still(still) and "n_fft 512, hop 128" in titles(first)[0]
+    (first,) = shown  # the view, rendered once
+    assert has_still(box) and "n_fft 512, hop 128" in titles(first)[0]
+    assert_readable(first, units=["time (s)", "frequency (Hz)"])
     n_fft.value = 2048
     hop.value = 8
     assert "n_fft 2048, hop 256" in titles(shown[-1])[0] and "1025 bins" in titles(shown[-1])[0]
@@ -161,45 +135,30 @@ def test_stft_explorer_renders_and_follows_its_sliders(demo_music, shown):
 
 # -- 03 ------------------------------------------------------------------------
 
-def test_schedule_figures(demo_clips):
-    schedules = {"linear": DDPMSchedule(), "cosine": DDPMSchedule(beta_schedule="cosine")}
-    fig = viz.plot_schedules(schedules)
-    assert_readable(fig, units=["timestep t", "SNR (dB)"])
-    assert all(len(ax.lines) == 2 for ax in fig.axes)
-    fig = viz.plot_noising(demo_clips[0], schedules, TEST_SPEC, [0, 500, 999])
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "cosine, t = 500" in titles(fig)[4] and len(colorbars(fig)) == 1
-
-
 def test_timestep_explorer_shows_x_t_and_plays_it(demo_clips, shown):
     box = viz.timestep_explorer(demo_clips[0], DDPMSchedule(), TEST_SPEC, t=10)
     slider = box.children[0].children[0]
     assert (slider.min, slider.max, slider.value) == (0, 999, 10)
-    figure, audio, still = shown
-    assert still is figure and is_still(still) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
+    figure, audio = shown
+    assert has_still(box) and isinstance(audio, Audio) and "t = 10" in titles(figure)[0]
+    assert_readable(figure, units=["time (s)", "frequency (Hz)", "timestep t"])
     slider.value = 999
     assert "t = 999" in titles(shown[-2])[0] and shown[-1].data != audio.data
 
 
 # -- 04 ------------------------------------------------------------------------
 
-def test_patch_figure_shows_the_model_tokens(demo_clips):
-    model = tiny_model()
-    x = demo_clips[0]
-    fig = viz.plot_patches(x, model, TEST_SPEC)
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    assert "128 tokens x 128 values" in titles(fig)[1] and len(colorbars(fig)) == 2
-    assert torch.equal(torch.tensor(fig.axes[1].images[0].get_array().data), model.patchify(x[None])[0])
-    spectrogram = fig.axes[0]
-    (bottom, top), p = spectrogram.images[0].get_extent()[2:], model.config.patch_size
-    rows = [line.get_ydata()[0] for line in spectrogram.lines if line.get_ydata()[0] == line.get_ydata()[1]]
-    step = (top - bottom) / TEST_SPEC.freq_bins * p  # patch rows end between bins: on pixel edges
-    assert rows == pytest.approx([bottom + r * step for r in range(1, model.config.grid_size[0])])
+def test_patch_grid_lines_fall_between_bins():
+    """The patch grid drawn over a spectrogram: rows of patches end on pixel edges, between bins."""
+    p, rows, cols = 8, TEST_SPEC.freq_bins // 8, TEST_SPEC.frames // 8
+    (left, bottom), (width, height) = draw.patch_grid_cells(TEST_SPEC, p, rows, cols)
+    x0, x1, y0, y1 = draw.extent(TEST_SPEC, TEST_SPEC.freq_bins, TEST_SPEC.frames)
+    assert (left, bottom) == (x0, y0) and height == pytest.approx((y1 - y0) / TEST_SPEC.freq_bins * p)
+    assert left + cols * width == pytest.approx(x1) and bottom + rows * height == pytest.approx(y1)
 
 
-def test_model_figures_and_tables(demo_clips):
+def test_model_tables(demo_clips):
     model = tiny_model()
-    assert_readable(viz.plot_position_embedding(model, TEST_SPEC), units=["frequency (Hz)"])
     table = viz.parameter_table(model, reference=1000)
     assert table.loc["total", "parameters"] == model.num_parameters() == table["parameters"].iloc[:-2].sum()
     assert table.loc["seed's reported total", "parameters"] == 1000
@@ -209,11 +168,6 @@ def test_model_figures_and_tables(demo_clips):
     assert shapes.loc["blocks[0]", "output"] == (2, 128, 64)
     assert not model.patch_embed._forward_hooks  # the hooks are gone
     maps = model.attention_maps(demo_clips[:1], 500)
-    fig = viz.plot_attention(maps, model, TEST_SPEC, query=5)
-    assert_readable(fig, units=["time (s)", "frequency (Hz)"])
-    panels = [ax for ax in fig.axes if ax not in colorbars(fig)]
-    assert len(panels) == model.config.depth * model.config.num_heads and len(colorbars(fig)) == 1
-    assert len({ax.images[0].get_clim() for ax in panels}) == 1  # one scale, so the bar reads every panel
     shares = viz.attention_share_table(maps, model, query=5, rows=2)
     rows, cols = model.config.grid_size
     by_hand = maps[1][0, 0, 5, : 2 * cols].sum()
@@ -254,8 +208,8 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
     assert torch.allclose(torch.tensor(last.data), magnitude_db(x[1], TEST_SPEC))
     box = viz.trajectory_explorer(trajectory, TEST_SPEC, index=1)
     slider = box.children[0].children[0]
-    figure, audio, still = shown
-    assert still is figure and is_still(still) and isinstance(audio, Audio)
+    figure, audio = shown
+    assert has_still(box) and isinstance(audio, Audio)
     assert (slider.max, slider.value) == (4, 4) and "after all 4 steps" in titles(figure)[0]
     slider.value = 0
     assert "t = 999" in titles(shown[-2])[0] and isinstance(shown[-1], Audio)
@@ -266,7 +220,7 @@ def test_sampling_figures_and_explorer(demo_clips, shown):
 
 
 def test_sampler_quality_figure_draws_one_line_per_sampler():
-    from musicdiff_nb.bench.sampling import compare, figure_data
+    compare, figure_data = benchmark("sampling").compare, benchmark("sampling").figure_data
 
     def row(sampler, steps, fd):
         return {"sampler": sampler, "steps": steps, "model_calls": steps,
@@ -320,10 +274,28 @@ def test_explorer_renders_each_view_once(shown):
         yield draw.new_figure()[0]
 
     slider = ipywidgets.IntSlider(value=1, min=0, max=3)
-    widgets.explorer(render, n=slider)
-    assert rendered == [1] and len(shown) == 2 and is_still(shown[1])  # the view, then that figure as the still
+    box = widgets.explorer(render, n=slider)
+    assert rendered == [1] and len(shown) == 1 and has_still(box)  # the view, drawn once; its still, not shown
     slider.value = 2
-    assert rendered == [1, 2] and len(shown) == 3 and not is_still(shown[2])
+    assert rendered == [1, 2] and len(shown) == 2
+
+
+def test_a_page_shows_the_live_explorer_or_its_still_never_both():
+    """The still is one more format of the explorer's own output: nbconvert's
+    HTML (as any page) draws the widget where the notebook saved its state
+    and the PNG where it did not; no second output stays above the live view."""
+    slider = ipywidgets.IntSlider(value=1, min=0, max=3)
+    box = widgets.explorer(lambda n: iter([draw.new_figure()[0]]), n=slider)
+    bundle = box._repr_mimebundle_()
+    view = bundle[WIDGET_VIEW]
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    output = nbformat.v4.new_output("display_data", data=bundle)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("explorer", outputs=[output])])
+    html = HTMLExporter().from_notebook_node(nb)[0]
+    assert STILL_IMG in html and view["model_id"] not in html
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": {view["model_id"]: {}}, "version_major": 2, "version_minor": 0}}
+    html = HTMLExporter().from_notebook_node(nb)[0]
+    assert STILL_IMG not in html and view["model_id"] in html
 
 
 def test_spectrogram_rows_sit_on_their_bins_frequencies():
@@ -345,7 +317,7 @@ def test_spectrogram_rows_sit_on_their_bins_frequencies():
 def test_the_names_of_viz_come_from_their_modules():
     for name, module in viz.MODULE_OF.items():
         assert getattr(viz, name) is getattr(getattr(viz, module), name), name
-    assert not hasattr(viz, "patches") and "plot_patches" in dir(viz)
+    assert not hasattr(viz, "patches") and "plot_spectrograms" in dir(viz)
 
 
 def test_figures_and_the_command_line_load_no_widgets():

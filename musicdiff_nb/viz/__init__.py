@@ -13,10 +13,8 @@ imports ``viz.figures``, never loads ipywidgets or IPython.
 from importlib import import_module
 
 EXPORTS = {
-    "figures": ["save_figure", "plot_spectrograms", "plot_label_counts", "plot_waveforms", "plot_song_clips",
-                "plot_framing", "plot_resolution", "plot_magnitude_phase", "plot_representation", "plot_stft",
-                "plot_schedules", "plot_noising", "plot_timestep", "plot_patches", "plot_position_embedding",
-                "plot_attention", "plot_loss", "plot_trajectory", "plot_trajectory_step", "plot_nearest",
+    "figures": ["save_figure", "plot_spectrograms",
+                "plot_loss", "plot_trajectory", "plot_trajectory_step", "plot_nearest",
                 "plot_quality", "plot_sampler_quality", "plot_guidance_sweep"],
     "tables": ["song_table", "round_trip_table", "parameter_table", "shape_table", "attention_share_table"],
     "widgets": ["play", "explorer", "stft_explorer", "timestep_explorer", "trajectory_explorer"],

@@ -1,5 +1,6 @@
 """How the benchmarks measure: the machine, interleaved repeats, FLOPs, peak
-FLOP/s and peak memory.
+FLOP/s and peak memory; and the command line they share (the device, the
+threads, the named run measured, the JSON file of the figures).
 
 Timings on a shared machine are noisy, so every contender of a benchmark is
 run in the same process, round after round in rotating order, and each
@@ -9,7 +10,9 @@ same rounds.
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import os
 import platform
 import resource
@@ -21,6 +24,12 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from musicdiff_nb.config import RunConfig
+from musicdiff_nb.files import atomic_write
+from musicdiff_nb.processes import pick_device
+from musicdiff_nb.settings import MODES, notebook_settings
+from musicdiff_nb.spectrogram import REPRESENTATIONS
 
 
 def cpu_name() -> str:
@@ -134,5 +143,64 @@ def peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+# -- the command line every benchmark shares -------------------------------------------------------------------
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's command line, with the options every benchmark takes."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p
+
+
+def add_run_arguments(p: argparse.ArgumentParser, run: str | None = "gpu", representation: str | None = "complex",
+                      representations: tuple[str, ...] = REPRESENTATIONS):
+    """``--run``: the named run (``notebook_settings``) whose spectrogram and
+    model are measured; ``--representation`` replaces its spectrogram's."""
+    p.add_argument("--run", choices=MODES, default=run,
+                   help=f"the named run measured (default: {run or 'gpu on a GPU, cpu on a CPU'})")
+    own = representation or "the run's own"
+    p.add_argument("--representation", choices=representations, default=representation,
+                   help=f"the run's spectrogram in this representation (default: {own})")
+
+
+def chosen_run(args, device: torch.device) -> RunConfig:
+    """The run that ``--run`` and ``--representation`` name."""
+    run = notebook_settings(args.run or ("gpu" if device.type == "cuda" else "cpu"))
+    if args.representation:
+        run = run.replace(spectrogram=run.spectrogram.with_representation(args.representation))
+    return run
+
+
+def batch_size(given: int | None, device: torch.device) -> int:
+    """The batch a benchmark of one step times: ``given``, else 64 on a GPU, 8 on a CPU."""
+    return given or (64 if device.type == "cuda" else 8)
+
+
+def write_json(path, result: dict):
+    with atomic_write(path, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+
+
+def run_benchmark(args, measure_fn: Callable[[torch.device], dict], report: Callable[[dict], str]) -> dict:
+    """``measure_fn(device)`` on the device ``args`` name, with its threads;
+    its figures printed after the machine they were measured on (and how busy
+    it was, before and after), and written to ``args.json``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    before = machine(device)
+    result = measure_fn(device)
+    result["machine"] = {**before, "load_average_after": machine(device)["load_average"]}
+    print(header(result["machine"]))
+    print(report(result))
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+def header(machine: dict) -> str:
+    return (f"{machine['date']}, device {machine['device']}; CPU {machine['cpu']}, {machine['cores']} cores, "
+            f"{machine['threads']} PyTorch threads; torch {machine['torch']}; load average "
+            f"{machine['load_average']} -> {machine['load_average_after']}")

@@ -3,17 +3,20 @@ training step (forward, MSE, backward, fused AdamW; the train-step
 benchmark's harness), eager against compiled. Operators are grouped by kind;
 the matmul group's FLOPs over its own time give the rate the matmuls run
 at, and the whole step's FLOPs over the step time the MFU, both against a
-large matmul timed in the same run (the device's best case)."""
+large matmul timed in the same run (the device's best case).
+
+Figures and how they were measured: docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ..model import DiT, DiTConfig
-from ..precision import autocast, autocast_dtype
-from . import measure
-from .train_step import training_step
+from musicdiff_nb.model import DiT, DiTConfig
+from musicdiff_nb.precision import autocast, autocast_dtype
+
+import measure
+from train_step import training_step
 
 # operator name fragments -> group; the first group that matches wins
 GROUPS = {
@@ -99,3 +102,21 @@ def report(result: dict) -> str:
         lines += [f"    {op['name'][:44]:44s} {op['calls']:6.0f} {op['seconds'] * 1e3:8.2f}  {op['group']}"
                   for op in v["top_ops"][:10]]
     return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = measure.parser(__doc__)
+    measure.add_run_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 64 on a GPU, 8 on a CPU")
+    parser.add_argument("--compile", action="store_true", help="also profile the step under torch.compile")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="autocast dtype (auto: bf16 on CUDA, fp32 on a CPU); the peak is timed in it")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    return measure.run_benchmark(args, lambda device: run(
+        measure.chosen_run(args, device).model, device, measure.batch_size(args.batch_size, device), args.compile,
+        args.repeats, args.precision), report)
+
+
+if __name__ == "__main__":
+    main()

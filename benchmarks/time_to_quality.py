@@ -20,6 +20,8 @@ normalised Fréchet distance, 0 = real music, 1 = noise). The report gives
 the FD at each mark and the minutes each contender needs to reach
 ``threshold``. A contender whose weights at the last mark are already in
 ``out_dir`` is not trained again, only scored.
+
+Figures and how they were measured: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint
-from ..data import spectrograms
-from ..files import atomic_write
-from ..model import DiT, DiTConfig
-from ..quality import build_reference, evaluate, score
-from ..schedule import DDPMSchedule
-from ..settings import notebook_settings
-from ..train import train
-from .train_step import diffusers_dit
+from musicdiff_nb.checkpoint import load_checkpoint
+from musicdiff_nb.data import load_data, spectrograms
+from musicdiff_nb.files import atomic_write
+from musicdiff_nb.model import DiT, DiTConfig
+from musicdiff_nb.quality import build_reference, evaluate, score
+from musicdiff_nb.schedule import DDPMSchedule
+from musicdiff_nb.settings import notebook_settings
+from musicdiff_nb.train import train
+
+import measure
+from train_step import diffusers_dit
 
 CONTENDERS = ("ours", "diffusers")
 PEER_OPTIMIZER = dict(lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
@@ -54,7 +58,7 @@ def mark_path(out_dir: Path, name: str, minutes: float) -> Path:
 def train_ours(settings, clips, marks, out_dir: Path):
     """``train``, continued (resumed exactly) ``CHUNK_STEPS`` at a time until each mark."""
     torch.manual_seed(0)
-    model = settings.build_model()
+    model = DiT(settings.model)
     steps, used = 0, 0.0
     for minutes in marks:
         while used < 60 * minutes:
@@ -62,7 +66,7 @@ def train_ours(settings, clips, marks, out_dir: Path):
             steps += CHUNK_STEPS
             run = settings.replace(train=dict(steps=steps, out_dir=str(out_dir / "ours"), log_every=50,
                                               checkpoint_every=10**6, progress=False, resume=steps > CHUNK_STEPS))
-            train(model, run.build_schedule(), clips, run)
+            train(model, DDPMSchedule(run.schedule), clips, run)
             used += time.process_time() - start
         weights = load_checkpoint(run.train.checkpoint_path).ema.state_dict()
         save(mark_path(out_dir, "ours", minutes), weights, steps, used)
@@ -147,7 +151,7 @@ def train_contender(name: str, mode: str, marks: tuple[float, ...], out_dir: str
     if threads:
         torch.set_num_threads(threads)
     settings = notebook_settings(mode)
-    clips = spectrograms(settings.load_data(keep_audio=False))
+    clips = spectrograms(load_data(settings, keep_audio=False))
     (train_ours if name == "ours" else train_peer)(settings, clips, marks, Path(out_dir))
 
 
@@ -228,3 +232,20 @@ def report(result: dict) -> str:
         lines.append(f"  ours reaches the threshold {result['speedup']:.2g}x sooner")
     return "\n".join(lines)
 
+
+def main(argv=None) -> dict:
+    parser = measure.parser(__doc__)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20], help="marks of training time")
+    parser.add_argument("--threshold", type=float, default=0.3, help="normalised FD (features) to reach")
+    parser.add_argument("--threads-each", type=int, default=1, help="PyTorch threads of each contender's process")
+    parser.add_argument("-n", type=int, default=64, help="clips generated and scored per mark")
+    parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--out", default="runs/time-to-quality", help="the contenders' weights at each mark (a "
+                                                                      "rerun scores what is there without training)")
+    args = parser.parse_args(argv)
+    return measure.run_benchmark(args, lambda device: run(
+        tuple(args.minutes), args.threshold, args.n, args.sample_steps, args.threads_each, args.out), report)
+
+
+if __name__ == "__main__":
+    main()
