@@ -71,6 +71,8 @@ def main(argv=None):
                                                               "(docs/benchmarks.md, sampling)")
     parser.add_argument("--clips", type=int, default=64, help="clips (windows) scored for the quality")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", nargs="+", choices=["speed", "seams", "quality"],
+                        default=["speed", "seams", "quality"], help="which measures to run (default: all)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,8 +83,28 @@ def main(argv=None):
     figures = {"checkpoint": args.checkpoint, "seconds": args.seconds, "frames": frames, "window": window,
                "sampler": args.sampler, "steps": args.steps, "threads": args.threads}
 
-    # speed: one piece, then as many independent clips as it has windows
     overlap = default_overlap(model)
+    if "speed" in args.parts:
+        speed(figures, model, schedule, cfg, frames, how)
+    if "seams" in args.parts or "quality" in args.parts:
+        pieces = {overlap: continuation(model, schedule, frames, args.pieces, overlap=overlap,
+                                        generator=torch.Generator().manual_seed(1), **how)}
+    if "seams" in args.parts:  # continued pieces (joins inside a patch or on a patch edge), independent windows
+        pieces.update({k: continuation(model, schedule, frames, args.pieces, overlap=k,
+                                       generator=torch.Generator().manual_seed(1), **how) for k in (window // 2, 0)})
+        figures["seams"] = {f"overlap_{k}": seams(p, cfg, window, k) for k, p in pieces.items()}
+        print(json.dumps(figures["seams"], indent=1), flush=True)
+    if "quality" in args.parts:
+        figures["quality"] = quality(run, model, schedule, pieces[overlap], frames, window, args.clips, how)
+        print(json.dumps(figures["quality"], indent=1), flush=True)
+    if args.json:
+        with atomic_write(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
+
+
+def speed(figures, model, schedule, cfg, frames, how):
+    """One piece, generated and decoded, then as many independent clips as it has windows."""
+    window, overlap = model.config.input_size[1], default_overlap(model)
     piece, *generate = timed(lambda: continuation(model, schedule, frames, 1,
                                                   generator=torch.Generator().manual_seed(0), **how))
     _, *decode = timed(lambda: to_waveform(piece, cfg))
@@ -95,29 +117,20 @@ def main(argv=None):
                         "clips_generate": generate_clips, "clips_decode": decode_clips}
     print(json.dumps(figures["speed"], indent=1), flush=True)
 
-    # seams: continued pieces (joins inside a patch, or on a patch edge) against pieces of independent windows
-    pieces = {overlap: continuation(model, schedule, frames, args.pieces, overlap=overlap,
-                                    generator=torch.Generator().manual_seed(1), **how)
-              for overlap in (overlap, window // 2, 0)}
-    figures["seams"] = {f"overlap_{k}": seams(p, cfg, window, k) for k, p in pieces.items()}
-    print(json.dumps(figures["seams"], indent=1), flush=True)
 
-    # quality over length: windows of the continued pieces against single clips (two seeds)
+
+def quality(run, model, schedule, pieces, frames, window, clips, how) -> dict:
+    """Windows of the continued pieces against single clips (two seeds: the seed noise), scored by quality.py."""
     reference = build_reference(run)
-    cut = pieces[overlap][..., :frames // window * window].unfold(-1, window, window)  # [n, C, F, k, window]
+    cut = pieces[..., :frames // window * window].unfold(-1, window, window)  # [n, C, F, k, window]
     cut = cut.permute(0, 3, 1, 2, 4).reshape(-1, *cut.shape[1:3], window)
-    chosen = cut[torch.randperm(len(cut), generator=torch.Generator().manual_seed(0))[:args.clips]]
-    quality = {"windows_of_pieces": score(reference, chosen, model.config.patch_size)}
+    chosen = cut[torch.randperm(len(cut), generator=torch.Generator().manual_seed(0))[:clips]]
+    reports = {"windows_of_pieces": score(reference, chosen, model.config.patch_size)}
     for seed in (0, 1):
-        single = sample(model, schedule, args.clips, generator=torch.Generator().manual_seed(100 + seed), **how)
-        quality[f"single_clips_seed{seed}"] = score(reference, single, model.config.patch_size)
-    figures["quality"] = {name: {"fd_features": r.fd["features"]["normalised"], "fd_judge": r.fd["judge"]["normalised"],
-                                 **r.clips} for name, r in quality.items()}
-    print(json.dumps(figures["quality"], indent=1), flush=True)
-    if args.json:
-        with atomic_write(args.json, "w") as f:
-            json.dump(figures, f, indent=1)
-
+        single = sample(model, schedule, clips, generator=torch.Generator().manual_seed(100 + seed), **how)
+        reports[f"single_clips_seed{seed}"] = score(reference, single, model.config.patch_size)
+    return {name: {"fd_features": r.fd["features"]["normalised"], "fd_judge": r.fd["judge"]["normalised"], **r.clips}
+            for name, r in reports.items()}
 
 if __name__ == "__main__":
     main()
