@@ -378,7 +378,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(DEFAULT_OUT / "samples"))
     edit = p.add_argument_group("editing (one of --seconds, --init, --inpaint)")
     edit.add_argument("--seconds", type=float, help="pieces of this length, window after window, each starting "
-                                                    "with the end of the one before (half a window)")
+                                                    "with the end of the one before (about half a window)")
     edit.add_argument("--loop", action="store_true", help="with --seconds: a piece whose end leads into its start")
     edit.add_argument("--init", metavar="FILE", help="variations of the first window of this audio file")
     edit.add_argument("--strength", type=float, default=0.6,
