@@ -1,4 +1,4 @@
-"""Command line: ``python -m musicdiff_nb {prepare,train,sample,evaluate} --help``
+"""Command line: ``python -m musicdiff_nb {prepare,train,sample,interpolate,evaluate} --help``
 (the benchmarks are scripts beside the package: ``python benchmarks/NAME.py --help``).
 
 The defaults train the tiny DiT on the demo set in a few minutes on a laptop
@@ -8,6 +8,7 @@ named run (``config.RUNS``) and every field of the run is an option:
     python -m musicdiff_nb train --out runs/demo
     python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --out runs/demo/samples
     python -m musicdiff_nb train --run seed --batch-size 64 --out runs/seed
+    python -m musicdiff_nb sample --checkpoint runs/demo/last.pt --seconds 30   # longer: window after window
     python -m musicdiff_nb train --print-config > run.yaml   # edit, then
     python -m musicdiff_nb train --config run.yaml
 """
@@ -22,8 +23,10 @@ import sys
 import typing
 from pathlib import Path
 
+import soundfile as sf
 import torch
 
+from . import editing
 from .checkpoint import check_resume, load_checkpoint
 from .conditioning import build_conditioning, with_condition
 from .config import CONDITIONINGS, LOSS_WEIGHTINGS, RUNS, SAMPLERS, SECTIONS, RunConfig, SampleConfig
@@ -37,7 +40,7 @@ from .quality import evaluate as score_model
 from .sample import sample as sample_clips
 from .sample import save_audio
 from .schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMSchedule
-from .spectrogram import REPRESENTATIONS
+from .spectrogram import REPRESENTATIONS, SpectrogramConfig, to_spectrogram
 from .train import train as train_model
 
 DEFAULT_RUN = "cpu"  # the main job (docs/quality.md): every option's default is its field in this run
@@ -198,10 +201,59 @@ def _sample_settings(args, ckpt) -> SampleConfig:
     return dataclasses.replace(chosen, **given(args, "sample"))
 
 
+def read_audio(path, spec: SpectrogramConfig) -> torch.Tensor:
+    """A mono audio file at the model's sample rate, at least one window long, as a waveform [samples]."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no audio file at {path}")
+    try:
+        wave, rate = sf.read(path, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as e:
+        raise ValueError(f"cannot read {path} as audio ({e}): give a WAV, FLAC or OGG file") from None
+    if rate != spec.sample_rate:
+        raise ValueError(f"{path} is at {rate} Hz, this model at {spec.sample_rate} Hz: resample it first, "
+                         f"e.g. `sox {path} -r {spec.sample_rate} resampled.wav`")
+    if len(wave) < spec.clip_samples:
+        raise ValueError(f"{path} is {len(wave) / rate:.2f} s long: give at least {spec.clip_seconds:.2f} s "
+                         "(one window of the model)")
+    return torch.from_numpy(wave.mean(axis=1))
+
+
+def _check_edit(args):
+    """Refuse a wrong combination of the editing options before anything is loaded."""
+    chosen = [name for name, value in (("--seconds", args.seconds), ("--init", args.init), ("--inpaint", args.inpaint))
+              if value is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"{' and '.join(chosen)}: choose one of them")
+    if not 0 <= args.strength <= 1:
+        raise ValueError(f"--strength {args.strength}: use a value in [0, 1] (0 returns the clip, 1 ignores it)")
+    if args.seconds is not None and args.seconds <= 0:
+        raise ValueError(f"--seconds {args.seconds}: ask for a positive length, e.g. --seconds 30")
+    if args.loop and args.seconds is None:
+        raise ValueError("--loop needs --seconds: the length of the loop, e.g. --seconds 8 --loop")
+    if args.inpaint and (args.start is None or args.end is None):
+        raise ValueError("--inpaint needs --start and --end: the span to generate anew, in seconds")
+
+
+def _inpaint_window(args, wave: torch.Tensor, spec: SpectrogramConfig) -> tuple[int, int, int]:
+    """The first frame of the model's window around the span, and the span's frames in it."""
+    seconds, window = len(wave) / spec.sample_rate, spec.frames
+    if not 0 <= args.start < args.end <= seconds:
+        raise ValueError(f"--start {args.start} --end {args.end}: outside {args.inpaint} ({seconds:.2f} s long); "
+                         f"choose 0 <= start < end <= {seconds:.2f}")
+    first, last = (round(s * spec.sample_rate / spec.hop_length) for s in (args.start, args.end))
+    if last - first > window // 2:
+        raise ValueError(f"--start {args.start} --end {args.end}: a span of at most {spec.clip_seconds / 2:.2f} s "
+                         "(half the model's window, so that the other half is context)")
+    frames = 1 + len(wave) // spec.hop_length
+    offset = min(max(0, (first + last - window) // 2), frames - window)
+    return offset, first - offset, last - offset
+
+
 def sample(args):
     from .viz.figures import plot_spectrograms, save_figure  # see train()
     if args.n < 1:
         raise ValueError(f"-n {args.n}: ask for at least one clip")
+    _check_edit(args)
     out = check_writable_folder(args.out)
     ckpt = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     spec = ckpt.spectrogram
@@ -214,14 +266,60 @@ def sample(args):
     how = _sample_settings(args, ckpt)
     generator = torch.Generator().manual_seed(args.seed)
     steps = how.steps
-    specs = sample_clips(ckpt.ema, ckpt.schedule, args.n, steps=steps, sampler=how.sampler, eta=how.eta,
-                         guidance_scale=how.guidance_scale, generator=generator, progress=True,
-                         precision=args.precision, **request)
-    wavs = save_audio(specs, spec, out)
+    model, schedule = ckpt.ema, ckpt.schedule
+    common = dict(steps=steps, sampler=how.sampler, eta=how.eta, guidance_scale=how.guidance_scale,
+                  generator=generator, precision=args.precision, **request)
+    if args.seconds is not None:
+        frames = 1 + round(args.seconds * spec.sample_rate) // spec.hop_length
+        make = editing.loop if args.loop else editing.continuation
+        specs, what = make(model, schedule, frames, args.n, **common), "loop" if args.loop else "piece"
+    elif args.init is not None:
+        clip = to_spectrogram(read_audio(args.init, spec)[:spec.clip_samples], spec)
+        specs = editing.variation(model, schedule, clip.expand(args.n, -1, -1, -1), args.strength, **common)
+        what = "variation"
+    elif args.inpaint is not None:
+        wave = read_audio(args.inpaint, spec)
+        offset, first, last = _inpaint_window(args, wave, spec)
+        whole = to_spectrogram(wave, spec).expand(args.n, -1, -1, -1).clone()
+        window = whole[..., offset:offset + spec.frames]
+        whole[..., offset:offset + spec.frames] = editing.inpaint(model, schedule, window,
+                                                                 editing.time_mask(window, first, last), **common)
+        specs, what = whole, "inpainted"
+    else:
+        specs = sample_clips(model, schedule, args.n, steps=steps, sampler=how.sampler, eta=how.eta,
+                             guidance_scale=how.guidance_scale, generator=generator, progress=True,
+                             precision=args.precision, **request)
+        what = "sample"
+    wavs = save_audio(specs, spec, out, prefix=what)
     for i, s in enumerate(specs):
-        save_figure(plot_spectrograms([s], spec, [f"sample {i} ({how.sampler}, {steps} steps)"]),
-                    out / f"sample_{i:03d}.png")
+        save_figure(plot_spectrograms([s], spec, [f"{what} {i} ({how.sampler}, {steps} steps)"]),
+                    out / f"{what}_{i:03d}.png")
     print(f"wrote {len(wavs)} WAV files and spectrogram PNGs to {out}")
+
+
+def _noise_of(source: str, ckpt, steps: int) -> torch.Tensor:
+    """The noise [C, F, T] behind ``source``: an integer is a seed, anything else an audio file, DDIM-inverted."""
+    spec, model = ckpt.spectrogram, ckpt.ema
+    if source.lstrip("-").isdigit():
+        shape = (model.config.in_channels, *model.config.input_size)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(int(source)))
+    clip = to_spectrogram(read_audio(source, spec)[:spec.clip_samples], spec)
+    return editing.invert(model, ckpt.schedule, clip, steps)[0].cpu()
+
+
+def interpolate(args):
+    from .viz.figures import plot_spectrograms, save_figure  # see train()
+    if args.frames < 2:
+        raise ValueError(f"--frames {args.frames}: an interpolation needs at least 2 (its two ends)")
+    out = check_writable_folder(args.out)
+    ckpt = load_checkpoint(args.checkpoint, device=pick_device(args.device))
+    spec = ckpt.spectrogram
+    noises = [_noise_of(source, ckpt, args.steps) for source in (args.a, args.b)]
+    specs = editing.interpolate(ckpt.ema, ckpt.schedule, *noises, frames=args.frames, steps=args.steps)
+    wavs = save_audio(specs, spec, out, prefix="interpolation")
+    titles = [f"{i / (args.frames - 1):.2f} of the way" for i in range(args.frames)]
+    save_figure(plot_spectrograms(specs, spec, titles), out / "interpolation.png")
+    print(f"wrote {len(wavs)} WAV files and interpolation.png to {out}")
 
 
 def evaluate(args):
@@ -279,7 +377,27 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DEFAULT_OUT / "samples"))
+    edit = p.add_argument_group("editing (one of --seconds, --init, --inpaint)")
+    edit.add_argument("--seconds", type=float, help="pieces of this length, window after window, each starting "
+                                                    "with the end of the one before (about half a window)")
+    edit.add_argument("--loop", action="store_true", help="with --seconds: a piece whose end leads into its start")
+    edit.add_argument("--init", metavar="FILE", help="variations of the first window of this audio file")
+    edit.add_argument("--strength", type=float, default=0.6,
+                      help="with --init: how much of the clip to noise away, 0 (none) .. 1 (all) (default: 0.6)")
+    edit.add_argument("--inpaint", metavar="FILE", help="this audio file with --start .. --end generated anew")
+    edit.add_argument("--start", type=float, help="with --inpaint: where the span starts (s)")
+    edit.add_argument("--end", type=float, help="with --inpaint: where the span ends (s)")
     p.set_defaults(run=sample)
+
+    p = sub.add_parser("interpolate", help="spectrograms and WAV files on the way between two clips or two seeds")
+    p.add_argument("a", help="an audio file (DDIM-inverted to its noise) or an integer seed")
+    p.add_argument("b", help="the other end, the same way")
+    p.add_argument("--frames", type=int, default=8, help="how many points, the two ends included (default: 8)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and the decoding (default: 50)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_OUT / "last.pt"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=str(DEFAULT_OUT / "interpolation"))
+    p.set_defaults(run=interpolate)
 
     p = sub.add_parser("evaluate", help="score a checkpoint's samples against the songs its training held out "
                        "and against its training songs' music")

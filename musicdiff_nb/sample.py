@@ -42,7 +42,8 @@ def guided_output(model: DiT, x: torch.Tensor, t: int, cond: torch.Tensor | None
 def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 50, sampler: str = "ddim",
            eta: float = 0.0, cond: torch.Tensor | None = None, guidance_scale: float = 1.0,
            generator: torch.Generator | None = None, return_trajectory: bool = False,
-           spacing: str = "trailing", progress: bool = False, prompt=None, labels=None, precision: str = "auto"):
+           spacing: str = "trailing", progress: bool = False, prompt=None, labels=None, precision: str = "auto",
+           x_T: torch.Tensor | None = None, timesteps: list[int] | None = None, after_step=None):
     """Draw ``n`` spectrograms [n, C, F, T] from pure noise.
 
     ``sampler="ddim"`` walks ``steps`` respaced timesteps (eta=0:
@@ -61,6 +62,13 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     ``precision`` picks the forward pass's autocast as in training
     (``autocast_dtype``: bf16 or fp16 on a GPU, fp32 on a CPU).
     With ``return_trajectory`` the result is ``(samples, Trajectory)``.
+
+    The editing operations (editing.py) steer this loop: ``x_T`` is the
+    start instead of fresh noise, ``timesteps`` the path instead of
+    ``sampling_timesteps``'s (it may start lower, and it may go back up:
+    there the forward process noises x again, RePaint's resampling; the
+    trajectory's ``x0`` then has an entry per model call only), and
+    ``after_step(x, t_prev)`` may change each step's result.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r}: use one of {SAMPLERS}")
@@ -71,14 +79,19 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
     if cond is not None:
         cond = cond.to(device).float().expand(n, -1) if cond.ndim == 1 else cond.to(device).float()
     shape = (n, config.in_channels, *config.input_size)
-    x = torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
-    timesteps = schedule.timesteps(steps if sampler == "ddim" else (steps or schedule.num_timesteps), spacing)
+    x = initial_noise(shape, generator, device) if x_T is None else x_T.to(device)
+    timesteps = sampling_timesteps(schedule, sampler, steps, spacing) if timesteps is None else timesteps
     dtype = autocast_dtype(device, precision)
     was_training = model.training
     model.eval()
     xs, x0s, previous = [x], [], None
     for i, t in enumerate(tqdm(timesteps, disable=not progress, desc=sampler, unit="step")):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        if t_prev > t:  # back up the path: x_t -> x_{t_prev} by the forward process; the solver starts afresh
+            x, previous = schedule.renoise(x, t, t_prev, generator=generator), None
+            if return_trajectory:
+                xs.append(x)
+            continue
         with autocast(device, dtype):
             out = guided_output(model, x, t, cond, guidance_scale).float()
         x0 = schedule.predict_x0(out, x, t, config.prediction_type) if return_trajectory or sampler == "dpm++" else None
@@ -91,12 +104,25 @@ def sample(model: DiT, schedule: DDPMSchedule, n: int = 1, steps: int | None = 5
             previous = (x0, t)
         else:
             x = schedule.ddpm_step(out, t, x, t_prev, config.prediction_type, generator=generator)
+        if after_step is not None:
+            x = after_step(x, t_prev)
         if return_trajectory:
             xs.append(x)
     model.train(was_training)
     if return_trajectory:
         return x, Trajectory(timesteps, torch.stack(xs).cpu(), torch.stack(x0s).cpu())
     return x
+
+
+def initial_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """x_T ~ N(0, I), drawn on the generator's device (so a seed gives the same noise on any device)."""
+    return torch.randn(shape, generator=generator, device=generator.device if generator else device).to(device)
+
+
+def sampling_timesteps(schedule: DDPMSchedule, sampler: str, steps: int | None, spacing: str = "trailing") -> list[int]:
+    """The timesteps ``sample`` visits: ``steps`` respaced ones (DDPM and
+    DPM-Solver++: all T when ``steps`` is None)."""
+    return schedule.timesteps(steps if sampler == "ddim" else (steps or schedule.num_timesteps), spacing)
 
 
 def condition_from(model: DiT, prompt=None, labels=None) -> torch.Tensor:

@@ -115,6 +115,13 @@ class DDPMSchedule:
         a = self.abar(t, x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
+    def renoise(self, x_t: torch.Tensor, t, t_later, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A draw of q(x_{t_later} | x_t), t_later > t: the forward process from
+        x_t on, x_t scaled by sqrt(abar_later / abar_t), plus noise of the variance
+        that is missing (RePaint's jump back up the path)."""
+        ratio = self.abar(t_later, x_t) / self.abar(t, x_t)
+        return ratio.sqrt() * x_t + (1 - ratio).sqrt() * _noise_like(x_t, generator)
+
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t, prediction_type: str = "sample"):
         """What a network of ``prediction_type`` should output for (x0, noise, t)."""
         _check_prediction_type(prediction_type)
