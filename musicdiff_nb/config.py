@@ -189,7 +189,7 @@ class RunConfig:
         clips = f"{d.max_clips_per_song} clips per song" if d.max_clips_per_song else "every clip"
         return (f"{spec.clip_seconds:.2f} s clips at {spec.sample_rate} Hz -> {spec.representation} tensor "
                 f"{spec.shape}; DiT {m.depth} blocks x {m.num_heads} heads at width {m.hidden_size}, "
-                f"{m.patch_size} x {m.patch_size} patches; {d.source!r}, {clips}; {t.steps} steps of batch "
+                f"{m.patch[0]} x {m.patch[1]} patches; {d.source!r}, {clips}; {t.steps} steps of batch "
                 f"{t.batch_size} on {'a GPU if there is one, else the CPU' if t.device == 'auto' else t.device} -> "
                 f"{t.out_dir or '(no checkpoint)'}")
 
@@ -271,9 +271,12 @@ RUNS["quick"] = RUNS["cpu"].replace(
     train=dict(steps=150, batch_size=8, lr=2e-3, ema_decay=0.99), sample=dict(steps=10, ddpm_steps=100))
 # the seed's workload: 22.05 kHz, 2 x 256 x 256 complex spectrograms, its 5.26 M-parameter DiT
 RUNS["seed"] = RunConfig(SpectrogramConfig.preset("seed"), DiTConfig.preset("seed"))
-# the notebooks' GPU run: the seed's workload on every clip of the data, for 20k steps
+# the notebooks' GPU run: the cpu run's log-mel spectrogram 8x longer (8.2-s clips, 1 x 128 x 1024), the seed's DiT
+# (16 x 16 patches: 512 tokens) with the overlapping head, every clip of the data; 20k steps of batch 32 are
+# projected at 13 minutes on Colab's T4 (benchmarks/gpu_projection.py)
 RUNS["gpu"] = RUNS["seed"].replace(
-    data=dict(max_clips_per_song=None), train=dict(steps=20000, batch_size=64, lr=3e-4, ema_decay=0.999))
+    spectrogram=SpectrogramConfig.preset("small", representation="mel", frames=1024), model=dict(head="overlap"),
+    data=dict(max_clips_per_song=None), train=dict(steps=20000, batch_size=32, lr=3e-4, ema_decay=0.999))
 # 07's runs (the quick one on 1-s clips at 8 kHz: half the frames)
 RUNS["conditioned-quick"] = _conditioned(RUNS["quick"], SpectrogramConfig.preset(
     "small", representation="magnitude", frames=64, sample_rate=8000), songs=16, steps=600)

@@ -1,7 +1,8 @@
 """The notebooks' runs, by where they run: ``notebook_settings(mode)`` is one
 of the named runs (``config.RUNS``):
 
-- ``"gpu"``: the seed's workload on every clip of the data;
+- ``"gpu"``: 8.2-s log-mel clips through the seed's DiT, every clip of the data
+  (the seed's own workload is the named run ``"seed"``);
 - ``"cpu"``: the main job (``RunConfig()``), a size that trains in minutes;
 - ``"quick"``: seconds, for CI and headless runs, chosen by the environment
   variable ``MUSICDIFF_QUICK=1`` (never by editing a notebook): each notebook

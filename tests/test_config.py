@@ -74,7 +74,8 @@ def test_unknown_settings_are_refused_in_every_section():
 
 def test_every_named_run_is_a_run_that_builds():
     assert RUNS["cpu"] == RunConfig() and named_run("quick") is RUNS["quick"]
-    assert RUNS["gpu"].model == RUNS["seed"].model == DiTConfig.preset("seed")
+    assert RUNS["seed"].model == DiTConfig.preset("seed") and RUNS["seed"].spectrogram.representation == "complex"
+    assert RUNS["gpu"].model == DiTConfig.preset("seed", head="overlap", in_channels=1, input_size=(128, 1024))
     for name, run in RUNS.items():
         conditioning = build_conditioning(run, ["a", "b"])
         model = DiT(run.model, conditioning)

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,11 +48,13 @@ def test_the_notebooks_runs_are_the_named_runs(mode, conditioned):
     assert run.data.source == ("scores" if conditioned else "my_songs")
 
 
-def test_gpu_mode_is_the_seeds_workload():
-    run = notebook_settings("gpu")
-    assert run.spectrogram == SpectrogramConfig.preset("seed")
-    assert run.model == DiTConfig.preset("seed")
+def test_gpu_mode_is_the_cpu_runs_music_eight_times_longer_through_the_seeds_dit():
+    run, cpu = notebook_settings("gpu"), notebook_settings("cpu")
+    assert run.spectrogram == replace(cpu.spectrogram, frames=8 * cpu.spectrogram.frames)
+    assert run.spectrogram.representation == "mel" and run.spectrogram.clip_seconds > 8
+    assert run.model == DiTConfig.preset("seed", head="overlap", in_channels=1, input_size=(128, 1024))
     assert run.data.max_songs is None and run.data.max_clips_per_song is None
+    assert notebook_settings("gpu").spectrogram != SpectrogramConfig.preset("seed")  # the seed's: --run seed
 
 
 def test_unknown_mode_is_refused():
