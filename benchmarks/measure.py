@@ -25,10 +25,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from musicdiff_nb.config import RunConfig
+from musicdiff_nb.config import RUNS, RunConfig, named_run
 from musicdiff_nb.files import atomic_write
 from musicdiff_nb.processes import pick_device
-from musicdiff_nb.settings import MODES, notebook_settings
 from musicdiff_nb.spectrogram import REPRESENTATIONS
 
 
@@ -154,11 +153,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def add_run_arguments(p: argparse.ArgumentParser, run: str | None = "gpu", representation: str | None = "complex",
+def add_run_arguments(p: argparse.ArgumentParser, run: str | None = "seed", representation: str | None = "complex",
                       representations: tuple[str, ...] = REPRESENTATIONS):
-    """``--run``: the named run (``notebook_settings``) whose spectrogram and
-    model are measured; ``--representation`` replaces its spectrogram's."""
-    p.add_argument("--run", choices=MODES, default=run,
+    """``--run``: the named run (``config.RUNS``) whose spectrogram and model
+    are measured; ``--representation`` replaces its spectrogram's."""
+    p.add_argument("--run", choices=list(RUNS), default=run,
                    help=f"the named run measured (default: {run or 'gpu on a GPU, cpu on a CPU'})")
     own = representation or "the run's own"
     p.add_argument("--representation", choices=representations, default=representation,
@@ -167,7 +166,7 @@ def add_run_arguments(p: argparse.ArgumentParser, run: str | None = "gpu", repre
 
 def chosen_run(args, device: torch.device) -> RunConfig:
     """The run that ``--run`` and ``--representation`` name."""
-    run = notebook_settings(args.run or ("gpu" if device.type == "cuda" else "cpu"))
+    run = named_run(args.run or ("gpu" if device.type == "cuda" else "cpu"))
     if args.representation:
         run = run.replace(spectrogram=run.spectrogram.with_representation(args.representation))
     return run

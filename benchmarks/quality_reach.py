@@ -40,15 +40,15 @@ def normalised(report) -> dict:
             for comparison, fd in [("held_out", report.fd), ("train", report.fd_train)]}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="default: the shipped trained model")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--join", type=int, default=1, help="model clips laid end to end per scored piece")
-    p.add_argument("--json")
-    args = p.parse_args()
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint or trained_checkpoint())
     run, clips_per_song = ckpt.run, ckpt.run.data.max_clips_per_song
     if args.join > 1:  # pieces longer than the model's clips: every clip of the training songs, at that length

@@ -1,5 +1,5 @@
 """The seed's workload: 5 epochs over 710 songs, the seed's model and
-spectrogram (the named run ``gpu``: ``notebook_settings("gpu")``), batch 64,
+spectrogram (the named run ``seed``), batch 64,
 through ``train`` with its fast path. The seed took 2250 s and about
 8 GB on one GPU.
 
@@ -126,7 +126,7 @@ def report(result: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = measure.parser(__doc__)
-    measure.add_run_arguments(parser)  # gpu: the seed's workload
+    measure.add_run_arguments(parser)  # seed: the seed's workload
     parser.add_argument("--steps", type=int, default=None, help="time this many steps and project the rest "
                                                                 "(default: all on a GPU, 10 on a CPU)")
     parser.add_argument("--batch-size", type=int, default=SEED_BATCH)
