@@ -57,6 +57,16 @@ def demo_clips():
 
 # -- helpers --------------------------------------------------------------------
 
+def error_of(capsys, *argv) -> str:
+    """What the command prints when it refuses ``argv``: one line on stderr, exit status 1."""
+    from musicdiff_nb.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
 def benchmark(name: str):
     """The script benchmarks/NAME.py as a module (its folder on the path, for the modules it shares)."""
     if str(BENCHMARKS) not in sys.path:

@@ -13,6 +13,8 @@ import yaml
 
 from musicdiff_nb import RUNS, RunConfig, TrainConfig, load_checkpoint, sample
 
+from conftest import error_of
+
 
 def run(*args):
     result = subprocess.run([sys.executable, "-m", "musicdiff_nb", *args], capture_output=True, text=True)
@@ -82,16 +84,6 @@ def test_a_checkpoint_of_another_model_is_refused_before_any_song_is_decoded(tmp
 
 
 # -- errors a learner can read ---------------------------------------------------
-
-def error_of(capsys, *argv) -> str:
-    """What the command prints when it refuses ``argv``: one line on stderr, exit status 1."""
-    from musicdiff_nb.__main__ import main
-    with pytest.raises(SystemExit) as exit:
-        main(list(argv))
-    err = capsys.readouterr().err
-    assert exit.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
 
 @pytest.fixture
 def no_songs(tmp_path, monkeypatch):

@@ -24,19 +24,9 @@ from musicdiff_nb.files import trained_checkpoint
 from musicdiff_nb.sources import demo_folder
 from musicdiff_nb.spectrogram import magnitude_db
 
-from conftest import randomize
+from conftest import error_of, randomize
 
 SAMPLERS = [("ddim", 8), ("dpm++", 8), ("ddpm", 12)]
-
-
-def error_of(capsys, *argv) -> str:
-    """What the command prints when it refuses ``argv``: one line on stderr, exit status 1."""
-    from musicdiff_nb.__main__ import main
-    with pytest.raises(SystemExit) as exit:
-        main(list(argv))
-    err = capsys.readouterr().err
-    assert exit.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
-    return err
 
 
 def tiny(prediction_type="sample", cond_dim=0):
