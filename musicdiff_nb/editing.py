@@ -98,8 +98,7 @@ def default_overlap(model: DiT) -> int:
     """About half a window: half a window and half a patch, so that each join
     falls inside a patch of the model, away from the patch edges where the
     model's own output changes most from frame to frame (docs/benchmarks.md)."""
-    patch = model.config.patch_size
-    return model.config.input_size[1] // 2 + (patch if isinstance(patch, int) else patch[-1]) // 2
+    return model.config.input_size[1] // 2 + model.config.patch[1] // 2
 
 
 def continuation(model: DiT, schedule: DDPMSchedule, frames: int, n: int = 1, overlap: int | None = None,
